@@ -1,0 +1,52 @@
+"""``mlctl``: the platform's command line. Every failure is a one-line message and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from infra.stack_config import StackConfigError, UnknownStackError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlctl", description="Plan, run and operate the ml-platform on AWS or on this machine."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    plan = commands.add_parser(
+        "plan",
+        help="run the Pulumi program offline (mock runtime) and print the resource tree",
+        description="Runs the real Pulumi program under Pulumi's mock runtime: no CLI, no credentials.",
+    )
+    plan.add_argument("--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml (default: dev)")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.set_defaults(handler=_plan)
+    return parser
+
+
+def _plan(args: argparse.Namespace) -> int:
+    # Imported here so that commands which do not need Pulumi do not pay for importing it.
+    from infra.offline import run_offline  # noqa: PLC0415
+    from mlctl.plan import plan_as_json, render_plan  # noqa: PLC0415
+
+    plan = run_offline(args.stack)
+    print(plan_as_json(plan) if args.json else render_plan(plan))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (StackConfigError, UnknownStackError) as exc:
+        print(f"mlctl {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""The stack configuration schema: shipped stacks load, bad settings are rejected by key, value and rule."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.stack_config import (
+    Environment,
+    StackConfigError,
+    UnknownStackError,
+    load_stack_config,
+    parse_stack_config,
+    read_stack_values,
+    to_pulumi_config,
+)
+
+BASE = {"aws:region": "us-east-1", "ml-platform:environment": "dev", "ml-platform:namePrefix": "mlp-test"}
+PROD_BASE = {
+    **BASE,
+    "ml-platform:environment": "prod",
+    "ml-platform:serving": {"instanceType": "ml.g5.xlarge", "minInstances": 2, "maxInstances": 4},
+    "ml-platform:logRetentionDays": 365,
+    "ml-platform:budget": {"monthlyUsd": 1000},
+}
+
+
+def rejection(values: dict[str, Any]) -> StackConfigError:
+    with pytest.raises(StackConfigError) as caught:
+        parse_stack_config(values, source="test")
+    return caught.value
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_shipped_stacks_load(stack: str) -> None:
+    config = load_stack_config(stack)
+    assert config.environment is Environment(stack)
+    assert config.name_prefix == f"mlp-{stack}"
+
+
+def test_prod_stack_has_the_differences_a_real_team_keeps() -> None:
+    prod = load_stack_config("prod")
+    assert prod.serving.min_instances >= 2
+    assert prod.serving.gpu
+    assert prod.deployment.strategy.value in {"canary", "linear"}
+    assert prod.log_retention_days >= 365
+    assert prod.budget.monthly_usd is not None
+
+
+def test_defaults_are_secure_and_complete() -> None:
+    config = parse_stack_config(BASE)
+    assert config.data.raw_retention_days is None  # raw data never expires by default
+    assert (
+        config.training.use_spot and config.training.max_wait_seconds >= config.training.max_runtime_seconds
+    )
+    assert config.api.lambda_timeout_seconds < 29  # below API Gateway's integration timeout
+
+
+def test_config_as_the_pulumi_engine_hands_it_over_parses_the_same() -> None:
+    # GIVEN the dev stack's values encoded as Pulumi passes them to a program (all strings, objects as JSON)
+    values = read_stack_values("dev")
+    # WHEN both forms are parsed THEN they give the same configuration
+    assert parse_stack_config(to_pulumi_config(values)) == parse_stack_config(values)
+
+
+BAD_CONFIGS = [
+    pytest.param(
+        {"ml-platform:serving": {"minInstances": 3, "maxInstances": 2}},
+        "ml-platform:serving.minInstances",
+        "3",
+        "must be <= serving.maxInstances (2)",
+        id="min-above-max",
+    ),
+    pytest.param(
+        {
+            **PROD_BASE,
+            "ml-platform:serving": {"instanceType": "ml.m5.large", "minInstances": 2, "maxInstances": 4},
+        },
+        "ml-platform:serving.instanceType",
+        "'ml.m5.large'",
+        "needs a GPU instance family",
+        id="gpu-endpoint-on-cpu-instance-in-prod",
+    ),
+    pytest.param(
+        {"aws:region": "us-middle-1"},
+        "aws:region",
+        "'us-middle-1'",
+        "allowed: af-south-1",
+        id="unknown-region",
+    ),
+    pytest.param(
+        {
+            **PROD_BASE,
+            "ml-platform:serving": {"instanceType": "ml.g5.xlarge", "minInstances": 1, "maxInstances": 4},
+        },
+        "ml-platform:serving.minInstances",
+        "1",
+        "prod endpoints need at least 2 instances",
+        id="prod-with-one-instance",
+    ),
+    pytest.param(
+        {"ml-platform:data": {"processedNoncurrentDays": -5}},
+        "ml-platform:data.processedNoncurrentDays",
+        "-5",
+        "greater than 0",
+        id="negative-retention",
+    ),
+    pytest.param(
+        {"ml-platform:deployment": {"strategy": "blue-green-ish"}},
+        "ml-platform:deployment.strategy",
+        "'blue-green-ish'",
+        "'all-at-once', 'canary' or 'linear'",
+        id="unknown-deployment-strategy",
+    ),
+    pytest.param(
+        {"ml-platform:environment": "qa"},
+        "ml-platform:environment",
+        "'qa'",
+        "'dev', 'staging' or 'prod'",
+        id="unknown-env",
+    ),
+    pytest.param(
+        {"ml-platform:logRetentionDays": 31},
+        "ml-platform:logRetentionDays",
+        "31",
+        "not a CloudWatch Logs retention period",
+        id="log-retention-not-allowed",
+    ),
+    pytest.param(
+        {"ml-platform:serving": {"minInstances": 1, "maxInstance": 3}},
+        "ml-platform:serving.maxInstance",
+        "3",
+        "unknown key; allowed keys here: dataCapturePercent, gpu, instanceType, maxInstances",
+        id="typo-in-key",
+    ),
+    pytest.param(
+        {"ml-platform:training": {"useSpot": True, "maxRuntimeSeconds": 7200, "maxWaitSeconds": 3600}},
+        "ml-platform:training.maxWaitSeconds",
+        "3600",
+        "with useSpot, must be >= training.maxRuntimeSeconds (7200)",
+        id="spot-wait-below-runtime",
+    ),
+    pytest.param(
+        {"ml-platform:training": {"instanceType": "p3.2xlarge"}},
+        "ml-platform:training.instanceType",
+        "'p3.2xlarge'",
+        "should match pattern",
+        id="instance-type-without-ml-prefix",
+    ),
+    pytest.param(
+        {"ml-platform:api": {"auth": "none"}},
+        "ml-platform:api.auth",
+        "'none'",
+        "'api-key' or 'iam'",
+        id="no-api-auth",
+    ),
+    pytest.param(
+        {"ml-platform:api": {"lambdaTimeoutSeconds": 30}},
+        "ml-platform:api.lambdaTimeoutSeconds",
+        "30",
+        "less than or equal to 28",
+        id="lambda-timeout-above-api-gateway",
+    ),
+    pytest.param(
+        {**PROD_BASE, "ml-platform:deployment": {"strategy": "all-at-once"}},
+        "ml-platform:deployment.strategy",
+        "'all-at-once'",
+        "'canary' or 'linear'",
+        id="prod-all-at-once",
+    ),
+    pytest.param(
+        {**PROD_BASE, "ml-platform:deployment": {"rollbackAlarms": ["5xx-rate"]}},
+        "ml-platform:deployment.rollbackAlarms",
+        "['5xx-rate']",
+        "at least the '5xx-rate' and 'model-latency-p99' alarms",
+        id="prod-without-latency-rollback-alarm",
+    ),
+    pytest.param(
+        {**PROD_BASE, "ml-platform:budget": {}},
+        "ml-platform:budget.monthlyUsd",
+        "None",
+        "prod needs a monthly budget",
+        id="prod-without-budget",
+    ),
+    pytest.param(
+        {"ml-platform:alarms": {"confidenceWarn": 0.8, "confidenceRetrain": 0.85}},
+        "ml-platform:alarms.confidenceRetrain",
+        "0.85",
+        "must be below alarms.confidenceWarn (0.8)",
+        id="retrain-threshold-above-warn",
+    ),
+    pytest.param(
+        {"ml-platform:namePrefix": "ML_Platform"},
+        "ml-platform:namePrefix",
+        "'ML_Platform'",
+        "should match pattern",
+        id="prefix",
+    ),
+    pytest.param(
+        {"ml-platform:tags": {"aws:owner": "me"}},
+        "ml-platform:tags",
+        "{'aws:owner': 'me'}",
+        "reserved prefix",
+        id="aws-tag",
+    ),
+    pytest.param(
+        {"ml-platfrom:environment": "dev"},
+        "ml-platfrom:environment",
+        "'(set)'",
+        "unknown config namespace",
+        id="ns",
+    ),
+    pytest.param(
+        {
+            "ml-platform:serving": {"variants": [{"name": "a"}, {"name": "a"}]},
+            "ml-platform:deployment": {"strategy": "all-at-once"},
+        },
+        "ml-platform:serving.variants",
+        "['a', 'a']",
+        "variant names must be unique",
+        id="duplicate-variants",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "key", "value", "allowed"), BAD_CONFIGS)
+def test_bad_config_is_rejected_naming_key_value_and_what_is_allowed(
+    overrides: dict[str, Any], key: str, value: str, allowed: str
+) -> None:
+    base = PROD_BASE if overrides.get("ml-platform:environment") == "prod" else BASE
+    error = rejection({**base, **overrides})
+    matching = [issue for issue in error.issues if issue.key == key]
+    assert matching, f"no issue for {key}: {error}"
+    message = str(matching[0])
+    assert message.startswith(f"{key} = {value}: ")
+    assert allowed in message
+    assert key in str(error)
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    error = rejection({**PROD_BASE, "ml-platform:logRetentionDays": 30, "ml-platform:budget": {}})
+    assert {issue.key for issue in error.issues} == {
+        "ml-platform:logRetentionDays",
+        "ml-platform:budget.monthlyUsd",
+    }
+
+
+def test_a_missing_required_key_is_named() -> None:
+    error = rejection({"aws:region": "us-east-1", "ml-platform:environment": "dev"})
+    assert [str(issue) for issue in error.issues] == [
+        "ml-platform:namePrefix = None: required key is missing"
+    ]
+
+
+def test_an_unknown_stack_names_the_available_ones(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.alpha.yaml").write_text(yaml_config(BASE))
+    (tmp_path / "Pulumi.beta.yaml").write_text(yaml_config(BASE))
+    with pytest.raises(UnknownStackError) as caught:
+        load_stack_config("gamma", tmp_path)
+    assert str(caught.value) == "unknown stack 'gamma': no Pulumi.gamma.yaml; available stacks: alpha, beta"
+
+
+@pytest.mark.parametrize("stack", ["../dev", "dev/../prod", ""])
+def test_stack_names_cannot_escape_the_project(stack: str) -> None:
+    with pytest.raises(UnknownStackError):
+        load_stack_config(stack)
+
+
+def test_a_stack_file_without_a_config_mapping_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.odd.yaml").write_text("config: [1, 2]\n")
+    with pytest.raises(StackConfigError, match="config = \\[1, 2\\]: must be a mapping"):
+        load_stack_config("odd", tmp_path)
+
+
+def yaml_config(values: dict[str, Any]) -> str:
+    return json.dumps({"config": values})  # JSON is YAML
