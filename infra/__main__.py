@@ -4,6 +4,9 @@ import pulumi
 
 from infra.context import create_stack_context, load_stack_config_from_pulumi
 from infra.data_lake import DataLake, DataLakeArgs
+from infra.registry import ModelRegistry, ModelRegistryArgs
+from infra.training import TrainingPipeline, TrainingPipelineArgs
+from training_jobs.metrics import METRIC_DEFINITIONS
 
 config = load_stack_config_from_pulumi()  # bad config stops here, before any resource
 context = create_stack_context(config)
@@ -19,9 +22,32 @@ data_lake = DataLake(
     ),
     opts=context.component_opts(),
 )
+registry = ModelRegistry(
+    "registry", ModelRegistryArgs(name_prefix=config.name_prefix), opts=context.component_opts()
+)
+training = TrainingPipeline(
+    "training",
+    TrainingPipelineArgs(
+        name_prefix=config.name_prefix,
+        region=config.region,
+        account_id=context.account_id,
+        partition=context.partition,
+        bucket_names=data_lake.bucket_names,
+        bucket_arns=data_lake.bucket_arns,
+        kms_key_arn=data_lake.key.arn,
+        model_package_group_name=registry.group.model_package_group_name,
+        training=config.training,
+        metric_definitions=METRIC_DEFINITIONS,
+    ),
+    opts=context.component_opts(),
+)
 
 pulumi.export("environment", config.environment.value)
 pulumi.export("region", config.region)
 pulumi.export("bucketNames", data_lake.bucket_names)
 pulumi.export("bucketArns", data_lake.bucket_arns)
 pulumi.export("kmsKeyArn", data_lake.key.arn)
+pulumi.export("modelPackageGroupName", registry.group.model_package_group_name)
+pulumi.export("trainingPipelineName", training.pipeline.pipeline_name)
+pulumi.export("trainingPipelineArn", training.pipeline.arn)
+pulumi.export("trainingRoleArn", training.role.arn)

@@ -23,3 +23,24 @@ def tls_only_statements(bucket_arn: pulumi.Input[str]) -> list[dict[str, object]
             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
         }
     ]
+
+
+def service_assume_role_policy(service: str, account_id: pulumi.Input[str]) -> pulumi.Output[str]:
+    """Trust ``service`` only when it acts for this account (confused-deputy protection)."""
+    return pulumi.Output.json_dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": service},
+                    "Action": "sts:AssumeRole",
+                    "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+                }
+            ],
+        }
+    )
+
+
+def policy_document(*statements: dict[str, object]) -> pulumi.Output[str]:
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -91,7 +91,12 @@ class DataConfig(_Section):
     access_log_retention_days: PositiveInt = 365
 
 
+# The tasks training_jobs/tasks.py knows (a unit test keeps the two lists equal).
+TrainingTask = Literal["digits", "diabetes", "spam"]
+
+
 class TrainingConfig(_Section):
+    task: TrainingTask = "digits"
     instance_type: InstanceType = "ml.g4dn.xlarge"
     instance_count: PositiveInt = 1
     use_spot: bool = True

@@ -11,21 +11,32 @@ import pytest
 from infra.offline import Plan, PlannedResource, run_offline
 from infra.stack_config import read_stack_values
 
+_PLANS: dict[str, Plan] = {}
+
+
+def cached_plan(stack: str, overrides: Mapping[str, Any] | None = None) -> Plan:
+    """Each distinct (stack, overrides) runs the program once per session; plans are read-only."""
+    cache_key = json.dumps([stack, overrides or {}], sort_keys=True)
+    if cache_key not in _PLANS:
+        values = {**read_stack_values(stack), **(overrides or {})}
+        _PLANS[cache_key] = run_offline(stack, values)
+    return _PLANS[cache_key]
+
 
 @pytest.fixture(scope="session")
 def dev_plan() -> Plan:
-    return run_offline("dev")
+    return cached_plan("dev")
 
 
 @pytest.fixture(scope="session")
 def prod_plan() -> Plan:
-    return run_offline("prod")
+    return cached_plan("prod")
 
 
 @pytest.fixture(params=["dev", "prod"], scope="session")
 def stack_plan(request: pytest.FixtureRequest) -> Plan:
     """Each shipped stack in turn: a property must hold in every example stack."""
-    return run_offline(request.param)
+    return cached_plan(request.param)
 
 
 @pytest.fixture
@@ -33,8 +44,7 @@ def plan_with() -> Callable[..., Plan]:
     """Run the dev stack with some config keys replaced: ``plan_with(**{"ml-platform:data": {...}})``."""
 
     def run(stack: str = "dev", **overrides: Any) -> Plan:
-        values = {**read_stack_values(stack), **overrides}
-        return run_offline(stack, values)
+        return cached_plan(stack, overrides)
 
     return run
 

@@ -277,3 +277,12 @@ def test_a_stack_file_without_a_config_mapping_is_rejected(tmp_path: Path) -> No
 
 def yaml_config(values: dict[str, Any]) -> str:
     return json.dumps({"config": values})  # JSON is YAML
+
+
+def test_the_configurable_tasks_are_the_tasks_training_knows() -> None:
+    from typing import get_args  # noqa: PLC0415
+
+    from infra.stack_config import TrainingTask  # noqa: PLC0415
+    from training_jobs.tasks import TASKS  # noqa: PLC0415
+
+    assert sorted(get_args(TrainingTask)) == sorted(TASKS)

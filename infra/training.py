@@ -1,0 +1,404 @@
+"""TrainingPipeline: the SageMaker pipeline prepare -> train (GPU) -> evaluate -> gate -> register.
+
+Also the execution role it runs as (scoped to this stack's buckets, key and model package group),
+the training code uploaded under a content-addressed key, and the two triggers that start it: a
+schedule and new data landing in the raw bucket, both passing the dataset version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.iam import policy_document, service_assume_role_policy
+from infra.pipeline_definition import PipelineDefinitionSpec, build_pipeline_definition
+from infra.source_bundle import build_source_bundle
+from infra.stack_config import TrainingConfig
+from training_jobs.tasks import TASKS
+
+COMPONENT_TYPE = "mlplatform:index:TrainingPipeline"
+# SageMaker names the jobs a pipeline starts "pipelines-<execution>-<step>-<hash>".
+PIPELINE_JOB_PREFIX = "pipelines-"
+RAW_PREFIX = "raw/"
+SCHEDULED_DATASET_VERSION = "latest"
+# EventBridge replaces a value that is a JSON path with that field of the event, at run time.
+EVENT_DATASET_VERSION = "$.detail.object.version-id"
+
+
+@dataclass
+class TrainingPipelineArgs:
+    """Inputs of a :class:`TrainingPipeline`.
+
+    Parameters
+    ----------
+    name_prefix, region, account_id, partition: where the pipeline lives.
+    bucket_names, bucket_arns: the data lake's buckets, by purpose (raw, processed, artifacts...).
+    kms_key_arn: the stack key; every job output and volume is encrypted with it.
+    model_package_group_name: where a model that passes the evaluation gate is registered.
+    training: the stack's training settings.
+    metric_definitions: SageMaker metric regexes matching what the training script prints.
+    """
+
+    name_prefix: str
+    region: str
+    account_id: pulumi.Input[str]
+    partition: pulumi.Input[str]
+    bucket_names: dict[str, pulumi.Output[str]]
+    bucket_arns: dict[str, pulumi.Output[str]]
+    kms_key_arn: pulumi.Input[str]
+    model_package_group_name: pulumi.Input[str]
+    training: TrainingConfig
+    metric_definitions: Sequence[dict[str, str]] = field(default_factory=list)
+
+
+class TrainingPipeline(pulumi.ComponentResource):
+    """The training pipeline, its execution role, its code and its triggers."""
+
+    role: aws.iam.Role
+    pipeline: aws.sagemaker.Pipeline
+
+    def __init__(
+        self, name: str, args: TrainingPipelineArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        self._name = name
+        self._args = args
+        self.pipeline_name = f"{args.name_prefix}-training"
+        self.role = aws.iam.Role(
+            f"{name}-execution-role",
+            name=f"{args.name_prefix}-sagemaker-training",
+            description="Runs the training pipeline's processing and training jobs",
+            assume_role_policy=service_assume_role_policy("sagemaker.amazonaws.com", args.account_id),
+            max_session_duration=12 * 3600,
+            opts=self._child(),
+        )
+        self.code = self._upload_code()
+        self.definition = self._definition()
+        self.role_policy = aws.iam.RolePolicy(
+            f"{name}-execution-policy",
+            role=self.role.id,
+            policy=self._execution_policy(),
+            opts=self._child(),
+        )
+        self.pipeline = aws.sagemaker.Pipeline(
+            f"{name}-pipeline",
+            pipeline_name=self.pipeline_name,
+            pipeline_display_name=self.pipeline_name,
+            pipeline_description="prepare -> train -> evaluate -> gate -> register (PendingManualApproval)",
+            role_arn=self.role.arn,
+            pipeline_definition=self.definition,
+            # The jobs need the code and the role's permissions from their first run on.
+            opts=self._child(depends_on=[self.code, self.role_policy]),
+        )
+        self._triggers()
+        self.register_outputs(
+            {"pipelineName": self.pipeline_name, "pipelineArn": self.pipeline.arn, "roleArn": self.role.arn}
+        )
+
+    def _child(self, **kwargs: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, **kwargs)
+
+    # --- code and definition -------------------------------------------------------------------------
+
+    def _upload_code(self) -> aws.s3.BucketObjectv2:
+        bundle = build_source_bundle()
+        self.code_uri = pulumi.Output.concat(
+            "s3://", self._args.bucket_names["artifacts"], "/", bundle.s3_key
+        )
+        return aws.s3.BucketObjectv2(
+            f"{self._name}-code",
+            bucket=self._args.bucket_names["artifacts"],
+            key=bundle.s3_key,
+            source=pulumi.FileAsset(str(bundle.path)),
+            server_side_encryption="aws:kms",
+            kms_key_id=self._args.kms_key_arn,
+            opts=self._child(),
+        )
+
+    def _definition(self) -> pulumi.Output[str]:
+        """The pipeline JSON, built with the SageMaker SDK once the names it embeds are known."""
+        args = self._args
+        training = args.training
+        names = args.bucket_names
+        return pulumi.Output.all(
+            role_arn=self.role.arn,
+            raw=names["raw"],
+            processed=names["processed"],
+            artifacts=names["artifacts"],
+            key=args.kms_key_arn,
+            code_uri=self.code_uri,
+            group=args.model_package_group_name,
+        ).apply(
+            lambda known: build_pipeline_definition(
+                PipelineDefinitionSpec(
+                    pipeline_name=self.pipeline_name,
+                    region=args.region,
+                    role_arn=known["role_arn"],
+                    raw_bucket=known["raw"],
+                    processed_bucket=known["processed"],
+                    artifacts_bucket=known["artifacts"],
+                    kms_key_arn=known["key"],
+                    code_uri=known["code_uri"],
+                    model_package_group_name=known["group"],
+                    training_instance_type=training.instance_type,
+                    training_instance_count=training.instance_count,
+                    use_spot=training.use_spot,
+                    max_runtime_seconds=training.max_runtime_seconds,
+                    max_wait_seconds=training.max_wait_seconds,
+                    network_isolation=training.network_isolation,
+                    inter_container_encryption=training.inter_container_encryption,
+                    evaluation_metric=training.evaluation_metric,
+                    evaluation_threshold=training.evaluation_threshold,
+                    metric_definitions=list(args.metric_definitions),
+                    task=training.task,
+                    model_name=TASKS[training.task].model_name,
+                )
+            )
+        )
+
+    # --- permissions -----------------------------------------------------------------------------------
+
+    def _execution_policy(self) -> pulumi.Output[str]:
+        """What the pipeline's jobs may do: this stack's data, key, logs, images and registry only."""
+        args = self._args
+        arns = args.bucket_arns
+        arn = _ArnBuilder(args.partition, args.region, args.account_id)
+        return pulumi.Output.all(definition=self.definition, role_arn=self.role.arn).apply(
+            lambda known: policy_document(
+                {
+                    "Sid": "ReadRawData",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                    "Resource": pulumi.Output.concat(arns["raw"], "/", RAW_PREFIX, "*"),
+                },
+                {
+                    "Sid": "ReadWriteDerivedDataAndArtifacts",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                    "Resource": [
+                        pulumi.Output.concat(arns[p], "/*") for p in ("processed", "features", "artifacts")
+                    ],
+                },
+                {
+                    # Checkpoint sync removes checkpoints the training script has rotated out.
+                    "Sid": "RotateCheckpoints",
+                    "Effect": "Allow",
+                    "Action": "s3:DeleteObject",
+                    "Resource": pulumi.Output.concat(arns["artifacts"], "/checkpoints/*"),
+                },
+                {
+                    "Sid": "ListOwnBuckets",
+                    "Effect": "Allow",
+                    "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+                    "Resource": [arns[p] for p in ("raw", "processed", "features", "artifacts")],
+                },
+                {
+                    "Sid": "UseStackKey",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                    "Resource": args.kms_key_arn,
+                },
+                {
+                    # SageMaker encrypts job volumes through grants on the key, for AWS resources only.
+                    "Sid": "GrantVolumeEncryption",
+                    "Effect": "Allow",
+                    "Action": "kms:CreateGrant",
+                    "Resource": args.kms_key_arn,
+                    "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+                },
+                {
+                    "Sid": "WriteJobLogs",
+                    "Effect": "Allow",
+                    "Action": [
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:PutLogEvents",
+                        "logs:DescribeLogStreams",
+                    ],
+                    "Resource": arn.of("logs", "log-group:/aws/sagemaker/*"),
+                },
+                {
+                    # PutMetricData has no resource-level permissions: the namespace condition scopes it.
+                    "Sid": "PublishJobMetrics",
+                    "Effect": "Allow",
+                    "Action": "cloudwatch:PutMetricData",
+                    "Resource": "*",
+                    "Condition": {
+                        "StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "ml-platform/*"]}
+                    },
+                },
+                {
+                    # The registry token call has no resource; image pulls are scoped below.
+                    "Sid": "AuthenticateToImageRegistry",
+                    "Effect": "Allow",
+                    "Action": "ecr:GetAuthorizationToken",
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "PullPipelineImages",
+                    "Effect": "Allow",
+                    "Action": [
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer",
+                        "ecr:BatchCheckLayerAvailability",
+                    ],
+                    "Resource": image_repository_arns(known["definition"]),
+                },
+                {
+                    "Sid": "RunPipelineJobs",
+                    "Effect": "Allow",
+                    "Action": [
+                        "sagemaker:CreateProcessingJob",
+                        "sagemaker:DescribeProcessingJob",
+                        "sagemaker:StopProcessingJob",
+                        "sagemaker:CreateTrainingJob",
+                        "sagemaker:DescribeTrainingJob",
+                        "sagemaker:StopTrainingJob",
+                        "sagemaker:AddTags",
+                    ],
+                    "Resource": [
+                        arn.of("sagemaker", f"processing-job/{PIPELINE_JOB_PREFIX}*"),
+                        arn.of("sagemaker", f"training-job/{PIPELINE_JOB_PREFIX}*"),
+                    ],
+                },
+                {
+                    "Sid": "RegisterModels",
+                    "Effect": "Allow",
+                    "Action": [
+                        "sagemaker:CreateModelPackage",
+                        "sagemaker:DescribeModelPackage",
+                        "sagemaker:DescribeModelPackageGroup",
+                        "sagemaker:AddTags",
+                    ],
+                    "Resource": [
+                        arn.of(
+                            "sagemaker",
+                            pulumi.Output.concat("model-package-group/", args.model_package_group_name),
+                        ),
+                        arn.of(
+                            "sagemaker",
+                            pulumi.Output.concat("model-package/", args.model_package_group_name, "/*"),
+                        ),
+                    ],
+                },
+                {
+                    "Sid": "PassOwnRoleToJobs",
+                    "Effect": "Allow",
+                    "Action": "iam:PassRole",
+                    "Resource": known["role_arn"],
+                    "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+                },
+            )
+        )
+
+    # --- triggers --------------------------------------------------------------------------------------
+
+    def _triggers(self) -> None:
+        args = self._args
+        trigger_role = aws.iam.Role(
+            f"{self._name}-trigger-role",
+            name=f"{args.name_prefix}-training-trigger",
+            description="Lets EventBridge start the training pipeline",
+            assume_role_policy=service_assume_role_policy("events.amazonaws.com", args.account_id),
+            opts=self._child(),
+        )
+        aws.iam.RolePolicy(
+            f"{self._name}-trigger-policy",
+            role=trigger_role.id,
+            policy=policy_document(
+                {
+                    "Sid": "StartTrainingPipeline",
+                    "Effect": "Allow",
+                    "Action": "sagemaker:StartPipelineExecution",
+                    "Resource": self.pipeline.arn,
+                }
+            ),
+            opts=self._child(),
+        )
+        schedule = aws.cloudwatch.EventRule(
+            f"{self._name}-schedule",
+            name=f"{args.name_prefix}-training-schedule",
+            description="Retrains on the configured schedule with the latest data",
+            schedule_expression=args.training.schedule,
+            opts=self._child(),
+        )
+        new_data = aws.cloudwatch.EventRule(
+            f"{self._name}-new-data",
+            name=f"{args.name_prefix}-training-new-data",
+            description="Retrains when new data lands under raw/",
+            event_pattern=pulumi.Output.json_dumps(
+                {
+                    "source": ["aws.s3"],
+                    "detail-type": ["Object Created"],
+                    "detail": {
+                        "bucket": {"name": [args.bucket_names["raw"]]},
+                        "object": {"key": [{"prefix": RAW_PREFIX}]},
+                    },
+                }
+            ),
+            opts=self._child(),
+        )
+        targets = (
+            ("schedule", schedule, SCHEDULED_DATASET_VERSION),
+            ("new-data", new_data, EVENT_DATASET_VERSION),
+        )
+        for trigger, rule, dataset_version in targets:
+            aws.cloudwatch.EventTarget(
+                f"{self._name}-{trigger}-target",
+                rule=rule.name,
+                arn=self.pipeline.arn,
+                role_arn=trigger_role.arn,
+                sagemaker_pipeline_target={
+                    "pipeline_parameter_lists": [{"name": "DatasetVersion", "value": dataset_version}]
+                },
+                retry_policy={"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": 3600},
+                opts=self._child(),
+            )
+
+
+@dataclass(frozen=True)
+class _ArnBuilder:
+    partition: pulumi.Input[str]
+    region: str
+    account_id: pulumi.Input[str]
+
+    def of(self, service: str, resource: pulumi.Input[str]) -> pulumi.Output[str]:
+        return pulumi.Output.concat(
+            "arn:", self.partition, ":", service, ":", self.region, ":", self.account_id, ":", resource
+        )
+
+
+def image_repository_arns(definition_json: str) -> list[str]:
+    """ECR repository ARNs of every container image the pipeline definition names."""
+    images: set[str] = set()
+    _collect_images(json.loads(definition_json), images)
+    return sorted(_repository_arn(image) for image in images)
+
+
+def _collect_images(node: Any, images: set[str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if (
+                key in {"ImageUri", "TrainingImage", "Image"}
+                and isinstance(value, str)
+                and ".dkr.ecr." in value
+            ):
+                images.add(value)
+            else:
+                _collect_images(value, images)
+    elif isinstance(node, list):
+        for item in node:
+            _collect_images(item, images)
+
+
+def _repository_arn(image_uri: str) -> str:
+    """``<account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repo>:<tag>`` -> the repository's ARN."""
+    registry, _, repository = image_uri.partition("/")
+    account, _, _, region, *_ = registry.split(".")
+    partition = "aws-cn" if registry.endswith(".cn") else "aws"
+    return f"arn:{partition}:ecr:{region}:{account}:repository/{repository.split(':')[0].split('@')[0]}"
