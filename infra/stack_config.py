@@ -153,6 +153,12 @@ class ApiConfig(_Section):
     lambda_memory_mb: Annotated[int, Field(ge=128, le=10240)] = 512
     lambda_timeout_seconds: Annotated[int, Field(ge=1, le=28)] = 25  # below API Gateway's 29 s
     reserved_concurrency: PositiveInt = 50
+    max_body_bytes: Annotated[int, Field(ge=1024, le=6 * 1024 * 1024)] = 1024 * 1024  # Lambda's payload cap
+    # None: build and publish our own powertools layer; an ARN: use that (e.g. the public one).
+    powertools_layer_arn: (
+        Annotated[str, StringConstraints(pattern=r"^arn:aws[\w-]*:lambda:[\w-]+:\d{12}:layer:[\w-]+:\d+$")]
+        | None
+    ) = None
 
 
 class AlarmsConfig(_Section):
@@ -217,6 +223,11 @@ class StackConfig(_Section):
     @property
     def is_prod(self) -> bool:
         return self.environment is Environment.PROD
+
+    @property
+    def endpoint_name(self) -> str:
+        """The serving endpoint's name: fixed, so the API and monitoring can refer to it by name."""
+        return f"{self.name_prefix}-endpoint"
 
     def resource_tags(self) -> dict[str, str]:
         """Tags on every resource: the user's plus the cost-allocation tags budgets filter on."""

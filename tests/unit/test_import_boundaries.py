@@ -23,6 +23,8 @@ def imported_after(module: str) -> set[str]:
         ("infra.stack_config", HEAVY),  # the CLI and local mode read config without Pulumi
         ("mlctl.cli", HEAVY),  # `mlctl --help` and non-plan commands stay fast
         ("infra.data_lake", ("torch",)),  # the Pulumi program never imports torch
+        ("infra.training", ("torch",)),
+        ("training_jobs.local_runner", ("torch", "pulumi")),
         ("training_jobs.sm_env", ("pulumi", "pulumi_aws", "sagemaker")),  # training never imports pulumi
     ],
 )

@@ -1,0 +1,170 @@
+"""The HTTPS prediction API: a Lambda behind an API Gateway REST API (proxy integration).
+
+Routes: ``POST /v1/predict`` (``{"instance": ...}`` or ``{"instances": [...]}``) and
+``GET /v1/health``. The input schema (``handlers.input_schema``) decides what an instance is;
+the endpoint is SageMaker's ``InvokeEndpoint`` (``handlers.endpoint_client``); every error is
+answered by ``handlers.api_errors``. See docs/api.md for the contract.
+
+Environment: ``ENDPOINT_NAME`` (required for predictions), ``MODEL_INPUT_SCHEMA`` or
+``MODEL_INPUT_SCHEMA_URI``, ``MODEL_VERSION``, ``MAX_BODY_BYTES`` (default 1 MiB),
+``LAMBDA_TIMEOUT_SECONDS`` (default 25), ``ENDPOINT_URL_SAGEMAKER_RUNTIME`` (local mode), and the
+powertools ones (``POWERTOOLS_SERVICE_NAME``, ``POWERTOOLS_LOG_LEVEL``, ...).
+
+``model_version`` in answers is ``MODEL_VERSION`` (set by the deployment to the model package
+version). The ``x-amzn-invoked-production-variant`` header is only logged: variant names stay the
+same across blue/green updates, so they cannot tell two model versions apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cache
+from time import perf_counter
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handlers.api_errors import error_response
+from handlers.api_models import body_bytes, check_media_type, header, parse_json, validated_instances
+from handlers.endpoint_client import ENDPOINT_NAME_ENV, TimeoutChain, invoke_endpoint
+from handlers.exceptions import ConfigurationError, MethodNotAllowedError, RouteNotFoundError
+from handlers.input_schema import AnyInputSchema, load_input_schema
+
+METRICS_NAMESPACE = "ml-platform"
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+# The routes and their methods, for the 405 answer's Allow header (the decorators below match them).
+ROUTES: dict[str, tuple[str, ...]] = {"/v1/predict": ("POST",), "/v1/health": ("GET",)}
+MAX_CONFIDENCE_SAMPLES = 100  # an EMF metric holds at most 100 values
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "prediction-api"))
+tracer = Tracer(patch_modules=["botocore"])  # botocore only: patching every library costs cold start
+metrics = Metrics(namespace=METRICS_NAMESPACE)
+app = APIGatewayRestResolver()
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    endpoint_name: str
+    max_body_bytes: int
+    model_version: str | None
+    timeouts: TimeoutChain
+
+
+@cache
+def settings() -> ApiSettings:
+    """Read once per cold start; a bad value is a ConfigurationError (500 on every request)."""
+    raw_limit = os.environ.get("MAX_BODY_BYTES", "") or str(DEFAULT_MAX_BODY_BYTES)
+    if not raw_limit.isdigit() or int(raw_limit) < 1:
+        raise ConfigurationError(f"MAX_BODY_BYTES={raw_limit!r} is not a positive integer")
+    return ApiSettings(
+        endpoint_name=os.environ.get(ENDPOINT_NAME_ENV, ""),
+        max_body_bytes=int(raw_limit),
+        model_version=os.environ.get("MODEL_VERSION") or None,
+        timeouts=TimeoutChain.from_env(),
+    )
+
+
+@cache
+def input_schema() -> AnyInputSchema:
+    return load_input_schema()
+
+
+def reset_configuration() -> None:
+    """Forget the settings and schema read at cold start (tests change the environment)."""
+    settings.cache_clear()
+    input_schema.cache_clear()
+
+
+def request_id() -> str:
+    """API Gateway's request id: the one a caller can quote, and the logs' correlation id."""
+    try:
+        return str(app.current_event.request_context.request_id)
+    except (AttributeError, KeyError, TypeError):
+        return app.lambda_context.aws_request_id if app.lambda_context else "unknown"
+
+
+# No capture_method here: it logs a traceback for every refused request; the patched botocore
+# already puts the InvokeEndpoint call in its own subsegment.
+@app.post("/v1/predict")
+def predict() -> dict[str, Any]:
+    event = app.current_event.raw_event
+    check_media_type(header(event, "content-type"))
+    config, schema = settings(), input_schema()
+    if not config.endpoint_name:
+        raise ConfigurationError(f"{ENDPOINT_NAME_ENV} is not set")
+    instances = validated_instances(parse_json(body_bytes(event, config.max_body_bytes)), schema)
+    payload = [schema.to_endpoint(instance) for instance in instances]
+
+    started = perf_counter()
+    reply = invoke_endpoint(config.endpoint_name, payload)
+    latency_ms = (perf_counter() - started) * 1000
+
+    metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    metrics.add_metric(name="Instances", unit=MetricUnit.Count, value=len(payload))
+    for confidence in reply.confidence[:MAX_CONFIDENCE_SAMPLES]:
+        if confidence is not None:
+            metrics.add_metric(name="PredictionConfidence", unit=MetricUnit.NoUnit, value=confidence)
+    tracer.put_annotation(key="model_kind", value=schema.kind)
+    logger.info(
+        "prediction served",
+        extra={"instances": len(payload), "endpoint_ms": round(latency_ms, 2), "variant": reply.variant},
+    )
+    return {
+        "predictions": reply.predictions,
+        "confidence": reply.confidence,
+        "model_version": config.model_version or reply.variant or "unknown",
+        "request_id": request_id(),
+    }
+
+
+@app.get("/v1/health")
+def health() -> dict[str, Any]:
+    # Reads the configuration, so a deployment with a bad schema fails its health check.
+    config, schema = settings(), input_schema()
+    return {
+        "status": "ok",
+        "model_kind": schema.kind,
+        "model_version": config.model_version or "unknown",
+        "request_id": request_id(),
+    }
+
+
+@app.not_found
+def no_route(_: NotFoundError) -> Response:
+    allowed = ROUTES.get(app.current_event.path)
+    if allowed:
+        raise MethodNotAllowedError(f"{app.current_event.http_method} is not allowed here", list(allowed))
+    raise RouteNotFoundError("no such route")
+
+
+@app.exception_handler(Exception)
+def answer_error(exc: Exception) -> Response:
+    status, body, headers = error_response(exc, request_id())
+    code = body["error"]["code"]
+    if status >= 500:
+        # The traceback stays in the log, under the request id the caller got.
+        logger.exception("request failed", extra={"status": status, "error_code": code})
+    else:
+        logger.info("request refused", extra={"status": status, "error_code": code})
+    with single_metric(
+        name="Errors", unit=MetricUnit.Count, value=1, namespace=METRICS_NAMESPACE
+    ) as error_metric:
+        error_metric.add_dimension(name="ErrorCode", value=code)
+    return Response(
+        status_code=status, content_type="application/json", body=json.dumps(body), headers=headers
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    return app.resolve(event, context)

@@ -1,0 +1,66 @@
+"""The error contract: each domain error has one status and code, and 5xx bodies stay generic."""
+
+from __future__ import annotations
+
+import pytest
+
+from handlers.api_errors import error_response
+from handlers.endpoint_client import parse_reply
+from handlers.exceptions import (
+    ConfigurationError,
+    EndpointThrottledError,
+    EndpointTimeoutError,
+    FieldProblem,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    ModelInvocationError,
+    ModelResponseError,
+    PayloadTooLargeError,
+    RouteNotFoundError,
+    UnsupportedMediaTypeError,
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (InvalidRequestError("x"), 400, "invalid_request"),
+        (RouteNotFoundError("x"), 404, "not_found"),
+        (MethodNotAllowedError("x", ["POST"]), 405, "method_not_allowed"),
+        (PayloadTooLargeError("x"), 413, "payload_too_large"),
+        (UnsupportedMediaTypeError("x"), 415, "unsupported_media_type"),
+        (ModelInvocationError("x"), 502, "model_error"),
+        (ModelResponseError("x"), 502, "bad_model_response"),
+        (EndpointThrottledError("x"), 503, "endpoint_busy"),
+        (EndpointTimeoutError("x"), 504, "endpoint_timeout"),
+        (ConfigurationError("secret detail"), 500, "internal_error"),
+        (KeyError("secret detail"), 500, "internal_error"),
+    ],
+)
+def test_each_error_maps_to_one_status(error: Exception, status: int, code: str) -> None:
+    got_status, body, _ = error_response(error, "req-1")
+    assert (got_status, body["error"]["code"], body["error"]["request_id"]) == (status, code, "req-1")
+    if status == 500:
+        assert "secret" not in body["error"]["message"]
+
+
+def test_details_are_listed_for_client_errors_and_capped() -> None:
+    error = InvalidRequestError("bad", [FieldProblem(f"instances[{i}].text", "wrong") for i in range(50)])
+    _, body, _ = error_response(error, "req-1")
+    assert body["error"]["details"][0] == {"field": "instances[0].text", "problem": "wrong"}
+    assert len(body["error"]["details"]) == 20
+
+
+def test_busy_answers_carry_retry_after() -> None:
+    _, _, headers = error_response(EndpointThrottledError("busy", retry_after_seconds=2), "req-1")
+    assert headers == {"Retry-After": "2"}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"not json", b'{"predictions": [1]}', b'{"predictions": [1, 2], "confidence": [0.5]}',
+     b'{"predictions": [1, 2], "confidence": ["a", "b"]}', b"[1, 2]"],
+)  # fmt: skip
+def test_replies_outside_the_contract_are_model_response_errors(payload: bytes) -> None:
+    with pytest.raises(ModelResponseError):
+        parse_reply(payload, expected=2)

@@ -1,0 +1,110 @@
+"""Test-set evaluation -> ``evaluation.json`` (shape and JSON paths in ``evaluation_report``).
+
+Runs as a SageMaker Processing job (``python -m training_jobs.evaluate``: the model under
+``/opt/ml/processing/input/model`` — a directory or the training job's ``model.tar.gz`` —,
+the test split under ``.../input/test``, the report to ``.../output``; ``MLP_PROCESSING_ROOT``
+moves the root, arguments override) and as a function (``evaluate(...)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tarfile
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models import REGRESSION, TaskModel, load_model
+
+from .evaluation_report import EVALUATION_FILE, build_report, classification_metrics, regression_metrics
+from .prepare import DEFAULT_PROCESSING_ROOT, MANIFEST_FILE, PROCESSING_ROOT_ENV
+from .tasks import Record, get_task, read_records
+from .train import METADATA_FILE
+
+MODEL_ARCHIVE = "model.tar.gz"
+PREDICT_BATCH = 512
+
+
+@torch.inference_mode()
+def predict(model: TaskModel, records: Sequence[Record]) -> list[float]:
+    """Class index (classification) or value (regression) per record, in batches."""
+    model.eval()
+    predictions: list[float] = []
+    for start in range(0, len(records), PREDICT_BATCH):
+        chunk = records[start : start + PREDICT_BATCH]
+        instances = [r.features if isinstance(r.features, str) else list(r.features) for r in chunk]
+        output = model(*model.encode(instances))
+        values = output if model.task_kind == REGRESSION else output.argmax(dim=1)
+        predictions.extend(float(v) for v in values.detach().cpu().tolist())
+    return predictions
+
+
+def evaluate(
+    model_dir: Path, test_dir: Path, output_dir: Path, *, dataset_version: str | None = None
+) -> dict[str, Any]:
+    """Score the model in ``model_dir`` on ``test_dir``'s split; writes and returns the report."""
+    with tempfile.TemporaryDirectory() as scratch:
+        model_path = _model_directory(model_dir, Path(scratch))
+        metadata = json.loads((model_path / METADATA_FILE).read_text())
+        model = load_model(model_path)
+    task = get_task(metadata["task"])
+    records = read_records(task, test_dir / task.file_name)
+    predicted = predict(model, records)
+    if task.kind == REGRESSION:
+        metrics = regression_metrics([float(r.target) for r in records], predicted)
+    else:
+        metrics = classification_metrics([int(r.target) for r in records], [int(p) for p in predicted])
+    report = build_report(
+        metrics,
+        model=model.registry_name,
+        task=task.name,
+        dataset_version=dataset_version or _manifest_version(test_dir) or metadata.get("dataset_version"),
+        samples=len(records),
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / EVALUATION_FILE).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report
+
+
+def _model_directory(model_dir: Path, scratch: Path) -> Path:
+    """A directory holding the model files: ``model_dir`` itself, or its extracted archive."""
+    archive = model_dir / MODEL_ARCHIVE
+    if not archive.is_file():
+        return model_dir
+    with tarfile.open(archive) as tar:
+        tar.extractall(scratch, filter="data")  # "data" refuses absolute paths, links out, devices
+    return scratch
+
+
+def _manifest_version(test_dir: Path) -> str | None:
+    for path in (test_dir / MANIFEST_FILE, test_dir.parent / MANIFEST_FILE):
+        if path.is_file():
+            return str(json.loads(path.read_text())["dataset_version"])
+    return None
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    root = Path(os.environ.get(PROCESSING_ROOT_ENV, DEFAULT_PROCESSING_ROOT))
+    parser = argparse.ArgumentParser(description="Evaluate a trained model on the test split.")
+    parser.add_argument("--model-dir", type=Path, default=root / "input" / "model")
+    parser.add_argument("--test-dir", type=Path, default=root / "input" / "test")
+    parser.add_argument("--output-dir", type=Path, default=root / "output")
+    parser.add_argument("--dataset-version", default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    report = evaluate(args.model_dir, args.test_dir, args.output_dir, dataset_version=args.dataset_version)
+    print(json.dumps(report["metrics"], sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

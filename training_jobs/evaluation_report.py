@@ -1,0 +1,95 @@
+"""The shape of ``evaluation.json`` and the metric arithmetic behind it (pure Python).
+
+A SageMaker Pipelines condition reads the file through a ``PropertyFile`` and ``JsonGet``;
+the ``*_PATH`` constants are the JSON paths it uses, e.g.
+``JsonGet(step_name=..., property_file=..., json_path=ACCURACY_PATH)``. This module imports
+nothing heavy, so the pipeline definition can import it.
+
+    {"model": "digits-cnn", "task": "digits", "dataset_version": "<sha256>", "samples": 180,
+     "metrics": {"accuracy": {"value": 0.95}, "precision": {"value": ...}, ...}}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+EVALUATION_FILE = "evaluation.json"
+
+ACCURACY_PATH = "metrics.accuracy.value"
+PRECISION_PATH = "metrics.precision.value"
+RECALL_PATH = "metrics.recall.value"
+F1_PATH = "metrics.f1.value"
+RMSE_PATH = "metrics.rmse.value"
+MAE_PATH = "metrics.mae.value"
+R2_PATH = "metrics.r2.value"
+
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, float]:
+    """Accuracy and macro precision/recall/F1 over the classes seen in either sequence
+    (a class with no predictions scores 0 precision, as scikit-learn's default does)."""
+    _same_length(y_true, y_pred)
+    classes = sorted(set(y_true) | set(y_pred))
+    precisions, recalls, f1s = [], [], []
+    for cls in classes:
+        tp = sum(t == cls and p == cls for t, p in zip(y_true, y_pred, strict=True))
+        predicted = sum(p == cls for p in y_pred)
+        actual = sum(t == cls for t in y_true)
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        precisions.append(precision)
+        recalls.append(recall)
+        f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    return {
+        "accuracy": sum(t == p for t, p in zip(y_true, y_pred, strict=True)) / len(y_true),
+        "precision": _mean(precisions),
+        "recall": _mean(recalls),
+        "f1": _mean(f1s),
+    }
+
+
+def regression_metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, float]:
+    """RMSE, MAE and R2 (1 - SS_res / SS_tot; 0 when the targets are constant)."""
+    _same_length(y_true, y_pred)
+    errors = [p - t for t, p in zip(y_true, y_pred, strict=True)]
+    mean_true = _mean(list(y_true))
+    total = sum((t - mean_true) ** 2 for t in y_true)
+    residual = sum(e**2 for e in errors)
+    return {
+        "rmse": math.sqrt(residual / len(errors)),
+        "mae": _mean([abs(e) for e in errors]),
+        "r2": 1.0 - residual / total if total else 0.0,
+    }
+
+
+def build_report(
+    metrics: dict[str, float], *, model: str, task: str, dataset_version: str | None, samples: int
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "task": task,
+        "dataset_version": dataset_version,
+        "samples": samples,
+        "metrics": {name: {"value": value} for name, value in metrics.items()},
+    }
+
+
+def json_get(document: dict[str, Any], path: str) -> Any:
+    """Follow a dotted ``*_PATH`` the way JsonGet does (for tests and local pipelines)."""
+    value: Any = document
+    for key in path.split("."):
+        value = value[key]
+    return value
+
+
+def _same_length(a: Sequence[Any], b: Sequence[Any]) -> None:
+    if not a or len(a) != len(b):
+        raise ValueError(f"need two equally long, non-empty sequences (got {len(a)} and {len(b)})")
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
