@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from models import REGRESSION
 
 from . import checkpoint
-from .data import Batch, set_loader_epoch
+from .data import Batch, BatchSource, set_loader_epoch
 from .distributed import all_reduce_sum, broadcast_from_main
 from .metrics import format_metric_line
 
@@ -41,7 +41,7 @@ class Trainer:
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        train_loader: DataLoader[Any],
+        train_loader: BatchSource,
         validation_loader: DataLoader[Any],
         loss_fn: Callable[[Tensor, Tensor], Tensor],
         *,
