@@ -100,6 +100,21 @@ SERVE_SCRIPT = textwrap.dedent(
 )
 
 
+def serve_without_the_repository(jobs: list[list[str]], cwd: Path) -> dict:
+    """Run SERVE_SCRIPT over ``jobs`` in a fresh interpreter that cannot import the repository."""
+    repo = str(serving_code._handler_source().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_SCRIPT, repo, json.dumps(jobs)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_extracted_archive_serves_without_the_repository(archives, trained, tmp_path):
     # GIVEN each archive extracted as the container would
     jobs = []
@@ -108,18 +123,8 @@ def test_extracted_archive_serves_without_the_repository(archives, trained, tmp_
         with tarfile.open(archive) as tar:
             tar.extractall(target, filter="data")
         jobs.append([task, str(target), *REQUESTS[task]])
-    repo = str(serving_code._handler_source().parents[1])
     # WHEN a fresh interpreter without the repository on its path runs the four functions
-    done = subprocess.run(
-        [sys.executable, "-c", SERVE_SCRIPT, repo, json.dumps(jobs)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    results = json.loads(done.stdout)
+    results = serve_without_the_repository(jobs, tmp_path)
     # THEN it could not see the training code, and answers as the in-repo handler does
     assert results.pop("training_jobs_importable") is False
     for task, _extracted, content_type, body in jobs:
@@ -202,17 +207,7 @@ def test_the_training_jobs_model_folder_serves_as_is(trained, tmp_path):
         }
         assert written == serving_code.serving_code_entries()
     # WHEN a fresh interpreter without the repository serves straight from it
-    repo = str(serving_code._handler_source().parents[1])
-    done = subprocess.run(
-        [sys.executable, "-c", SERVE_SCRIPT, repo, json.dumps(jobs)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    results = serve_without_the_repository(jobs, tmp_path)
     # THEN every task answers: no repack step between training and serving
-    assert done.returncode == 0, done.stderr
-    results = json.loads(done.stdout)
     assert results.pop("training_jobs_importable") is False
     assert set(results) == set(REQUESTS)
