@@ -2,6 +2,7 @@
 
 import pulumi
 
+from infra.api import PredictionApi, PredictionApiArgs
 from infra.context import create_stack_context, load_stack_config_from_pulumi
 from infra.data_lake import DataLake, DataLakeArgs
 from infra.registry import ModelRegistry, ModelRegistryArgs
@@ -41,6 +42,22 @@ training = TrainingPipeline(
     ),
     opts=context.component_opts(),
 )
+prediction_api = PredictionApi(
+    "api",
+    PredictionApiArgs(
+        name_prefix=config.name_prefix,
+        region=config.region,
+        account_id=context.account_id,
+        partition=context.partition,
+        endpoint_name=config.endpoint_name,
+        kms_key_arn=data_lake.key.arn,
+        bucket_names=data_lake.bucket_names,
+        bucket_arns=data_lake.bucket_arns,
+        api=config.api,
+        log_retention_days=config.log_retention_days,
+    ),
+    opts=context.component_opts(),
+)
 
 pulumi.export("environment", config.environment.value)
 pulumi.export("region", config.region)
@@ -51,3 +68,12 @@ pulumi.export("modelPackageGroupName", registry.group.model_package_group_name)
 pulumi.export("trainingPipelineName", training.pipeline.pipeline_name)
 pulumi.export("trainingPipelineArn", training.pipeline.arn)
 pulumi.export("trainingRoleArn", training.role.arn)
+pulumi.export("apiUrl", prediction_api.api_url)
+pulumi.export("apiId", prediction_api.rest_api.id)
+pulumi.export("apiStageName", prediction_api.stage_name)
+pulumi.export("apiKeyId", prediction_api.api_key.id if prediction_api.api_key else None)
+pulumi.export("predictApiFunctionName", prediction_api.api_function.name)
+pulumi.export("predictApiFunctionArn", prediction_api.api_function.arn)
+pulumi.export("preprocessFunctionName", prediction_api.batch_function.name)
+pulumi.export("preprocessFunctionArn", prediction_api.batch_function.arn)
+pulumi.export("preprocessDeadLetterQueueUrl", prediction_api.dead_letter_queue_url)

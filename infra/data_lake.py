@@ -20,6 +20,8 @@ DATA_BUCKETS = ("raw", "processed", "features", "artifacts")
 ACCESS_LOG_BUCKET = "access-logs"
 # Buckets whose superseded versions are derived data, rebuilt by preprocessing: they may expire.
 DERIVED_BUCKETS = ("processed", "features")
+# Where new raw data lands; preprocessing and retraining react to objects created under it.
+RAW_PREFIX = "raw/"
 # An explicit filter on every rule: an absent filter is read differently by the provider versions.
 WHOLE_BUCKET: aws.s3.BucketLifecycleConfigurationRuleFilterArgsDict = {"prefix": ""}
 LifecycleRule = aws.s3.BucketLifecycleConfigurationRuleArgsDict
@@ -304,4 +306,15 @@ def _expiry(rule_id: str, days: int) -> LifecycleRule:
         filter=WHOLE_BUCKET,
         expiration={"days": days},
         noncurrent_version_expiration={"noncurrent_days": days},
+    )
+
+
+def raw_data_created_pattern(raw_bucket_name: pulumi.Input[str]) -> pulumi.Output[str]:
+    """EventBridge pattern: an object created under ``raw/`` in this stack's raw bucket."""
+    return pulumi.Output.json_dumps(
+        {
+            "source": ["aws.s3"],
+            "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": [raw_bucket_name]}, "object": {"key": [{"prefix": RAW_PREFIX}]}},
+        }
     )

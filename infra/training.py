@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.data_lake import RAW_PREFIX, raw_data_created_pattern
 from infra.iam import policy_document, service_assume_role_policy
 from infra.pipeline_definition import PipelineDefinitionSpec, build_pipeline_definition
 from infra.source_bundle import build_source_bundle
@@ -24,7 +25,6 @@ from training_jobs.tasks import TASKS
 COMPONENT_TYPE = "mlplatform:index:TrainingPipeline"
 # SageMaker names the jobs a pipeline starts "pipelines-<execution>-<step>-<hash>".
 PIPELINE_JOB_PREFIX = "pipelines-"
-RAW_PREFIX = "raw/"
 SCHEDULED_DATASET_VERSION = "latest"
 # EventBridge replaces a value that is a JSON path with that field of the event, at run time.
 EVENT_DATASET_VERSION = "$.detail.object.version-id"
@@ -331,16 +331,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             f"{self._name}-new-data",
             name=f"{args.name_prefix}-training-new-data",
             description="Retrains when new data lands under raw/",
-            event_pattern=pulumi.Output.json_dumps(
-                {
-                    "source": ["aws.s3"],
-                    "detail-type": ["Object Created"],
-                    "detail": {
-                        "bucket": {"name": [args.bucket_names["raw"]]},
-                        "object": {"key": [{"prefix": RAW_PREFIX}]},
-                    },
-                }
-            ),
+            event_pattern=raw_data_created_pattern(args.bucket_names["raw"]),
             opts=self._child(),
         )
         targets = (

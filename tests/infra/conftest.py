@@ -2,16 +2,40 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
-from collections.abc import Callable, Mapping
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import infra.api
 from infra.offline import Plan, PlannedResource, run_offline
 from infra.stack_config import read_stack_values
 
 _PLANS: dict[str, Plan] = {}
+
+
+def fake_layer_zip(folder: Path) -> Path:
+    """A stand-in for the powertools layer zip, named as the cache names the real one."""
+    version = importlib.metadata.version("aws-lambda-powertools")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"powertools-{version}-python3.11-x86_64.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("python/aws_lambda_powertools/__init__.py", "")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fake_layer_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Plans publish a fake powertools layer: no plan in the tests reaches the package index."""
+    folder = tmp_path_factory.mktemp("layer-cache")
+    fake_layer_zip(folder)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(infra.api, "LAYER_CACHE_DIR", folder)
+        yield folder
 
 
 def cached_plan(stack: str, overrides: Mapping[str, Any] | None = None) -> Plan:

@@ -1,0 +1,933 @@
+"""PredictionApi: the authenticated HTTPS prediction API and the batch preprocessing function.
+
+- A regional REST API (``POST /v1/predict``, ``GET /v1/health`` and catch-alls, so unknown routes and
+  wrong methods reach the Lambda, which answers 404/405 in the documented error format), API key +
+  usage plan or IAM authorization on every method, request validation, JSON gateway responses, JSON
+  access logs, X-Ray, stage throttling and an optional WAF.
+- The API Lambda (``handlers.predict_api``), allowed to invoke only this stack's endpoint.
+- The batch preprocessing Lambda (``handlers.preprocess_batch``), started by EventBridge when an
+  object lands under ``raw/`` in the raw bucket, with bounded retries and an encrypted dead-letter queue.
+
+See docs/api.md for the error contract and the functions' environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.metadata
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from handlers.packaging import DEFAULT_OUT, HANDLER_ENTRYPOINTS, build_handlers_zip, build_layer_zip
+from infra.data_lake import RAW_PREFIX, raw_data_created_pattern
+from infra.iam import policy_document, service_assume_role_policy
+from infra.stack_config import ApiAuth, ApiConfig
+
+COMPONENT_TYPE = "mlplatform:index:PredictionApi"
+RUNTIME = "python3.11"
+# handlers/packaging.py downloads the layer for manylinux2014_x86_64: the functions must match it.
+ARCHITECTURE = "x86_64"
+STAGE_NAME = "live"
+API_GATEWAY_TIMEOUT_SECONDS = 29  # REST API integrations give up after 29 s
+METRICS_NAMESPACE = "ml-platform"
+LOG_LEVEL = "INFO"
+INPUT_SCHEMA_KEY = "serving/input-schema.json"
+PROCESSED_PREFIXES = ("processed/", "quarantine/")
+# Batch preprocessing: objects up to 256 MiB are read whole, so the function gets room for them.
+BATCH_MEMORY_MB = 2048
+BATCH_TIMEOUT_SECONDS = 300
+BATCH_RESERVED_CONCURRENCY = 10
+BATCH_MAX_RETRIES = 2  # Lambda's async retries (at most 2); then the event goes to the DLQ
+BATCH_MAX_EVENT_AGE_SECONDS = 6 * 3600
+DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum: time to inspect and replay failures
+# The layer zip is cached per powertools version: building it downloads from the package index.
+LAYER_CACHE_DIR = DEFAULT_OUT / "layer-cache"
+
+# What a prediction request must look like before the Lambda sees it (JSON Schema draft 4). The
+# Lambda checks the instances themselves against the model's input schema.
+PREDICT_REQUEST_SCHEMA: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-04/schema#",
+    "title": "PredictRequest",
+    "type": "object",
+    "properties": {"instance": {}, "instances": {"type": "array", "minItems": 1}},
+    "oneOf": [{"required": ["instance"]}, {"required": ["instances"]}],
+}
+
+# API Gateway's own errors, in the Lambda's error shape: (status or None to keep it, code, message).
+# A message of None passes on API Gateway's own (quoted) message.
+_GENERIC_5XX = "internal error; quote the request id when reporting it"
+GATEWAY_RESPONSES: dict[str, tuple[str | None, str, str | None]] = {
+    "DEFAULT_4XX": (None, "request_refused", None),
+    "DEFAULT_5XX": (None, "internal_error", _GENERIC_5XX),
+    "BAD_REQUEST_BODY": ("400", "invalid_request", None),
+    "BAD_REQUEST_PARAMETERS": ("400", "invalid_request", None),
+    "INVALID_API_KEY": ("403", "forbidden", "a valid API key is required (header x-api-key)"),
+    "MISSING_AUTHENTICATION_TOKEN": ("403", "forbidden", None),
+    "ACCESS_DENIED": ("403", "forbidden", None),
+    "INVALID_SIGNATURE": ("403", "forbidden", None),
+    "EXPIRED_TOKEN": ("403", "forbidden", None),
+    "WAF_FILTERED": ("403", "forbidden", "the request was blocked by the firewall"),
+    "REQUEST_TOO_LARGE": ("413", "payload_too_large", None),
+    "UNSUPPORTED_MEDIA_TYPE": ("415", "unsupported_media_type", "Content-Type must be application/json"),
+    "THROTTLED": ("429", "throttled", "too many requests; retry later"),
+    "QUOTA_EXCEEDED": ("429", "quota_exceeded", "the usage plan's quota is used up"),
+    "INTEGRATION_TIMEOUT": ("504", "gateway_timeout", "the API did not answer in time"),
+}
+# Answers that tell the caller to come back later carry Retry-After, as the Lambda's 503 does.
+RETRY_AFTER_RESPONSES = ("THROTTLED",)
+
+# One JSON object per request. messageString is already a quoted JSON string; the rest are quoted here.
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "extendedRequestId": "$context.extendedRequestId",
+    "requestTime": "$context.requestTimeEpoch",
+    "ip": "$context.identity.sourceIp",
+    "userAgent": "$context.identity.userAgent",
+    "caller": "$context.identity.caller",
+    "apiKeyId": "$context.identity.apiKeyId",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "path": "$context.path",
+    "protocol": "$context.protocol",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "responseLatency": "$context.responseLatency",
+    "integrationStatus": "$context.integration.status",
+    "integrationLatency": "$context.integration.latency",
+    "errorType": "$context.error.responseType",
+    "wafStatus": "$context.waf.status",
+    "xrayTraceId": "$context.xrayTraceId",
+}
+
+
+def access_log_format() -> str:
+    """The stage's access-log line: JSON, one object per request."""
+    fields = [f'"{name}":"{value}"' for name, value in ACCESS_LOG_FIELDS.items()]
+    fields.append('"errorMessage":$context.error.messageString')
+    return "{" + ",".join(fields) + "}"
+
+
+def gateway_response_template(code: str, message: str | None) -> str:
+    """The VTL body of a gateway response, in docs/api.md's error shape."""
+    text = json.dumps(message) if message is not None else "$context.error.messageString"
+    return (
+        f'{{"error": {{"code": "{code}", "message": {text}, '
+        '"request_id": "$context.requestId", "details": []}}'
+    )
+
+
+def deployment_spec(auth: ApiAuth) -> str:
+    """Everything a deployment snapshot holds that is decided here: routes, auth, model, responses."""
+    return json.dumps(
+        {
+            "routes": [[r.key, r.parent, r.path_part, list(r.methods)] for r in ROUTES],
+            "auth": auth.value,
+            "validated": list(VALIDATED_METHOD),
+            "model": PREDICT_REQUEST_SCHEMA,
+            "responses": GATEWAY_RESPONSES,
+            "retry_after": list(RETRY_AFTER_RESPONSES),
+            "timeout_ms": API_GATEWAY_TIMEOUT_SECONDS * 1000,
+        },
+        sort_keys=True,
+    )
+
+
+def powertools_layer_zip(cache_dir: Path | None = None) -> Path:
+    """The powertools layer zip, built once per powertools version and reused afterwards.
+
+    ``build_layer_zip`` downloads from the package index (10 s or more) and always rebuilds, so
+    every ``pulumi preview`` and offline plan would pay for it. The cached zip is keyed by the
+    powertools version the lock installs; delete the folder to force a rebuild.
+    """
+    folder = cache_dir or LAYER_CACHE_DIR
+    version = importlib.metadata.version("aws-lambda-powertools")
+    cached = folder / f"powertools-{version}-{RUNTIME}-{ARCHITECTURE}.zip"
+    if cached.is_file():
+        return cached
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        artifact = build_layer_zip(Path(scratch))
+        if artifact.note.startswith("copied"):
+            pulumi.log.warn(f"powertools layer {artifact.note}; check it matches Lambda's platform")
+        assert artifact.path is not None
+        # Built aside and renamed into place: a concurrent run never reads a half-written zip.
+        artifact.path.replace(cached)
+    return cached
+
+
+def source_code_hash(path: Path) -> str:
+    """What Lambda reports as CodeSha256: base64 of the zip's SHA-256."""
+    return base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
+
+
+@dataclass
+class PredictionApiArgs:
+    """Inputs of a :class:`PredictionApi`.
+
+    Parameters
+    ----------
+    name_prefix, region, account_id, partition: where the API lives.
+    endpoint_name: the SageMaker endpoint the API invokes (created by the serving component); the
+        API's role may invoke exactly this endpoint.
+    kms_key_arn: the stack key: log groups, the dead-letter queue and Lambda environments use it.
+    bucket_names, bucket_arns: the data lake's buckets, by purpose (raw, processed, artifacts...).
+    api: the stack's API settings.
+    log_retention_days: retention of every log group created here.
+    input_schema_key: where the model's input schema lives in the artifacts bucket.
+    manage_account_logging_role: set API Gateway's account-wide CloudWatch role (one per account and
+        region, needed for access logs); False where another stack in the same account and region
+        already sets it.
+    """
+
+    name_prefix: str
+    region: str
+    account_id: pulumi.Input[str]
+    partition: pulumi.Input[str]
+    endpoint_name: str
+    kms_key_arn: pulumi.Input[str]
+    bucket_names: dict[str, pulumi.Output[str]]
+    bucket_arns: dict[str, pulumi.Output[str]]
+    api: ApiConfig
+    log_retention_days: int
+    input_schema_key: str = INPUT_SCHEMA_KEY
+    manage_account_logging_role: bool = True
+
+
+@dataclass(frozen=True)
+class _Route:
+    """One API Gateway resource: its path below the root and the methods it answers."""
+
+    key: str  # used in resource names
+    parent: str | None  # key of the parent route; None: the root resource
+    path_part: str | None  # None: the root resource itself
+    methods: tuple[str, ...]
+
+
+# Every level gets an ANY method and a greedy child: without them API Gateway itself answers an
+# unknown path or a wrong method with 403 "Missing Authentication Token"; with them the Lambda answers
+# 404/405 in the documented format. The specific method (POST predict, GET health) wins over ANY.
+ROUTES = (
+    _Route("root", None, None, ("ANY",)),
+    _Route("root-proxy", "root", "{proxy+}", ("ANY",)),
+    _Route("v1", "root", "v1", ("ANY",)),
+    _Route("v1-proxy", "v1", "{proxy+}", ("ANY",)),
+    _Route("predict", "v1", "predict", ("POST", "ANY")),
+    _Route("predict-proxy", "predict", "{proxy+}", ("ANY",)),
+    _Route("health", "v1", "health", ("GET", "ANY")),
+    _Route("health-proxy", "health", "{proxy+}", ("ANY",)),
+)
+VALIDATED_METHOD = ("predict", "POST")
+
+
+class PredictionApi(pulumi.ComponentResource):
+    """The REST API, its Lambda, the batch preprocessing Lambda, their roles, logs and queue."""
+
+    rest_api: aws.apigateway.RestApi
+    stage: aws.apigateway.Stage
+    api_function: aws.lambda_.Function
+    batch_function: aws.lambda_.Function
+    dead_letter_queue: aws.sqs.Queue
+    api_key: aws.apigateway.ApiKey | None
+    usage_plan: aws.apigateway.UsagePlan | None
+    web_acl: aws.wafv2.WebAcl | None
+
+    def __init__(
+        self, name: str, args: PredictionApiArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        if args.api.lambda_timeout_seconds >= API_GATEWAY_TIMEOUT_SECONDS:
+            raise ValueError(f"the API Lambda's timeout must be below {API_GATEWAY_TIMEOUT_SECONDS} s")
+        self._name = name
+        self._args = args
+        self.endpoint_arn = self._arn("sagemaker", f"endpoint/{args.endpoint_name.lower()}")
+        self.input_schema_uri = pulumi.Output.concat(
+            "s3://", args.bucket_names["artifacts"], "/", args.input_schema_key
+        )
+        self.input_schema_arn = pulumi.Output.concat(
+            args.bucket_arns["artifacts"], "/", args.input_schema_key
+        )
+
+        handlers_zip = build_handlers_zip()
+        assert handlers_zip.path is not None
+        self._code = pulumi.FileArchive(str(handlers_zip.path))
+        self._code_hash = source_code_hash(handlers_zip.path)
+        self.layer_arn = self._powertools_layer()
+
+        self.api_function = self._api_function()
+        self.rest_api = aws.apigateway.RestApi(
+            f"{name}-rest-api",
+            name=f"{args.name_prefix}-prediction-api",
+            description=f"{args.name_prefix}: predictions from the SageMaker endpoint {args.endpoint_name}",
+            endpoint_configuration={"types": "REGIONAL"},
+            api_key_source="HEADER",
+            opts=self._child(),
+        )
+        self.execution_arn = self._arn("execute-api", self.rest_api.id)
+        self.stage_name = STAGE_NAME
+        deployment = self._routes_and_deployment()
+        self.stage = self._stage(deployment)
+        aws.lambda_.Permission(
+            f"{name}-api-invoke-permission",
+            function=self.api_function.name,
+            action="lambda:InvokeFunction",
+            principal="apigateway.amazonaws.com",
+            # This API's stage only; every method and path, as the catch-all routes reach the function.
+            source_arn=pulumi.Output.concat(self.execution_arn, "/", STAGE_NAME, "/*/*"),
+            opts=self._child(),
+        )
+        self.api_key, self.usage_plan = self._usage_plan()
+        self.web_acl = self._web_acl() if args.api.waf else None
+        self.api_url = pulumi.Output.concat(
+            "https://", self.rest_api.id, ".execute-api.", args.region, ".amazonaws.com/", STAGE_NAME
+        )
+
+        self.dead_letter_queue = self._dead_letter_queue()
+        # The queue's id is its URL (the provider's import key), and is known offline too.
+        self.dead_letter_queue_url: pulumi.Output[str] = self.dead_letter_queue.id
+        self.batch_function = self._batch_function()
+        self._batch_trigger()
+
+        self.register_outputs(
+            {
+                "apiUrl": self.api_url,
+                "restApiId": self.rest_api.id,
+                "stageName": STAGE_NAME,
+                "apiKeyId": self.api_key.id if self.api_key else None,
+                "apiFunctionName": self.api_function.name,
+                "apiFunctionArn": self.api_function.arn,
+                "batchFunctionName": self.batch_function.name,
+                "batchFunctionArn": self.batch_function.arn,
+                "deadLetterQueueUrl": self.dead_letter_queue_url,
+                "webAclArn": self.web_acl.arn if self.web_acl else None,
+            }
+        )
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    def _child(self, **kwargs: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, **kwargs)
+
+    def _arn(self, service: str, resource: pulumi.Input[str]) -> pulumi.Output[str]:
+        args = self._args
+        return pulumi.Output.concat(
+            "arn:", args.partition, ":", service, ":", args.region, ":", args.account_id, ":", resource
+        )
+
+    def _log_group(self, key: str, log_group_name: pulumi.Input[str]) -> aws.cloudwatch.LogGroup:
+        """A log group created before its writer, so it is never auto-created without retention or KMS."""
+        return aws.cloudwatch.LogGroup(
+            f"{self._name}-{key}-logs",
+            name=log_group_name,
+            retention_in_days=self._args.log_retention_days,
+            kms_key_id=self._args.kms_key_arn,
+            opts=self._child(),
+        )
+
+    @staticmethod
+    def _log_statements(group: aws.cloudwatch.LogGroup) -> list[dict[str, object]]:
+        return [
+            {
+                "Sid": "WriteOwnLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [group.arn, pulumi.Output.concat(group.arn, ":*")],
+            },
+            {
+                # X-Ray trace segments have no resource-level permissions: "*" is the only resource.
+                "Sid": "WriteTraces",
+                "Effect": "Allow",
+                "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                "Resource": "*",
+            },
+        ]
+
+    def _function_role(
+        self, key: str, description: str, statements: list[dict[str, object]]
+    ) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+        role = aws.iam.Role(
+            f"{self._name}-{key}-role",
+            name=f"{self._args.name_prefix}-{key}",
+            description=description,
+            assume_role_policy=service_assume_role_policy("lambda.amazonaws.com", self._args.account_id),
+            opts=self._child(),
+        )
+        policy = aws.iam.RolePolicy(
+            f"{self._name}-{key}-policy",
+            role=role.id,
+            policy=policy_document(*statements),
+            opts=self._child(),
+        )
+        return role, policy
+
+    def _function(
+        self,
+        key: str,
+        *,
+        handler: str,
+        description: str,
+        memory_mb: int,
+        timeout_seconds: int,
+        reserved_concurrency: int,
+        environment: dict[str, pulumi.Input[str]],
+        statements: list[dict[str, object]],
+    ) -> aws.lambda_.Function:
+        """A function with its own role (inline policy only), log group and X-Ray tracing."""
+        function_name = f"{self._args.name_prefix}-{key}"
+        group = self._log_group(key, f"/aws/lambda/{function_name}")
+        role, policy = self._function_role(key, description, [*statements, *self._log_statements(group)])
+        return aws.lambda_.Function(
+            f"{self._name}-{key}",
+            name=function_name,
+            description=description,
+            role=role.arn,
+            runtime=RUNTIME,
+            architectures=[ARCHITECTURE],
+            handler=handler,
+            code=self._code,
+            source_code_hash=self._code_hash,
+            layers=[self.layer_arn],
+            memory_size=memory_mb,
+            timeout=timeout_seconds,
+            reserved_concurrent_executions=reserved_concurrency,
+            tracing_config={"mode": "Active"},
+            logging_config={
+                "log_format": "JSON",
+                "log_group": group.name,
+                "application_log_level": LOG_LEVEL,
+                "system_log_level": "WARN",
+            },
+            environment={"variables": {"LOG_LEVEL": LOG_LEVEL, **environment}},
+            kms_key_arn=self._args.kms_key_arn,
+            # The first invocation needs its permissions and must not auto-create an unencrypted log group.
+            opts=self._child(depends_on=[policy, group]),
+        )
+
+    # --- Lambda artifacts --------------------------------------------------------------------------------
+
+    def _powertools_layer(self) -> pulumi.Input[str]:
+        args = self._args
+        if args.api.powertools_layer_arn:
+            return args.api.powertools_layer_arn
+        path = powertools_layer_zip()
+        layer = aws.lambda_.LayerVersion(
+            f"{self._name}-powertools-layer",
+            layer_name=f"{args.name_prefix}-powertools",
+            description="aws-lambda-powertools[parser,tracer] for the platform's functions",
+            code=pulumi.FileArchive(str(path)),
+            source_code_hash=source_code_hash(path),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+            opts=self._child(),
+        )
+        return layer.arn
+
+    # --- the API function ------------------------------------------------------------------------------
+
+    def _api_function(self) -> aws.lambda_.Function:
+        args = self._args
+        api = args.api
+        return self._function(
+            "predict-api",
+            handler=HANDLER_ENTRYPOINTS["predict_api"],
+            description="Prediction API: validates requests and invokes the SageMaker endpoint",
+            memory_mb=api.lambda_memory_mb,
+            timeout_seconds=api.lambda_timeout_seconds,
+            reserved_concurrency=api.reserved_concurrency,
+            environment={
+                "ENDPOINT_NAME": args.endpoint_name,
+                "MODEL_INPUT_SCHEMA_URI": self.input_schema_uri,
+                # The botocore timeouts derive from it: it must equal the function's timeout.
+                "LAMBDA_TIMEOUT_SECONDS": str(api.lambda_timeout_seconds),
+                "MAX_BODY_BYTES": str(api.max_body_bytes),
+                "POWERTOOLS_SERVICE_NAME": "prediction-api",
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+            statements=[
+                {
+                    "Sid": "InvokeThisStacksEndpoint",
+                    "Effect": "Allow",
+                    "Action": "sagemaker:InvokeEndpoint",
+                    "Resource": self.endpoint_arn,
+                },
+                {
+                    "Sid": "ReadInputSchema",
+                    "Effect": "Allow",
+                    "Action": "s3:GetObject",
+                    "Resource": self.input_schema_arn,
+                },
+                {
+                    # The schema object is SSE-KMS and the environment is encrypted with the stack key.
+                    "Sid": "DecryptWithStackKey",
+                    "Effect": "Allow",
+                    "Action": "kms:Decrypt",
+                    "Resource": args.kms_key_arn,
+                },
+            ],
+        )
+
+    # --- the REST API ----------------------------------------------------------------------------------
+
+    def _routes_and_deployment(self) -> aws.apigateway.Deployment:
+        args = self._args
+        name = self._name
+        rest_api = self.rest_api
+        invoke_uri = pulumi.Output.concat(
+            "arn:",
+            args.partition,
+            ":apigateway:",
+            args.region,
+            ":lambda:path/2015-03-31/functions/",
+            self.api_function.arn,
+            "/invocations",
+        )
+        validator = aws.apigateway.RequestValidator(
+            f"{name}-request-validator",
+            rest_api=rest_api.id,
+            name="body-and-parameters",
+            validate_request_body=True,
+            validate_request_parameters=True,
+            opts=self._child(),
+        )
+        model = aws.apigateway.Model(
+            f"{name}-predict-request-model",
+            rest_api=rest_api.id,
+            name="PredictRequest",
+            description="A prediction request: an object with `instance` or `instances`",
+            content_type="application/json",
+            schema=json.dumps(PREDICT_REQUEST_SCHEMA),
+            opts=self._child(),
+        )
+        resource_ids: dict[str, pulumi.Output[str]] = {}
+        deployed: list[pulumi.Resource] = [validator, model]
+        for route in ROUTES:
+            if route.parent is None:
+                resource_ids[route.key] = rest_api.root_resource_id
+            else:
+                resource = aws.apigateway.Resource(
+                    f"{name}-{route.key}-resource",
+                    rest_api=rest_api.id,
+                    parent_id=resource_ids[route.parent],
+                    path_part=str(route.path_part),
+                    opts=self._child(),
+                )
+                resource_ids[route.key] = resource.id
+                deployed.append(resource)
+            for http_method in route.methods:
+                deployed.extend(
+                    self._method(
+                        route,
+                        http_method,
+                        resource_id=resource_ids[route.key],
+                        invoke_uri=invoke_uri,
+                        validator=validator,
+                        model=model,
+                    )
+                )
+        deployed.extend(self._gateway_responses())
+        return aws.apigateway.Deployment(
+            f"{name}-deployment",
+            rest_api=rest_api.id,
+            description="Routes, methods, integrations, models and gateway responses of the prediction API",
+            # A deployment is a snapshot: any change to what it holds must create a new one.
+            triggers={"redeployment": self._deployment_fingerprint(deployed)},
+            opts=self._child(depends_on=deployed),
+        )
+
+    def _method(
+        self,
+        route: _Route,
+        http_method: str,
+        *,
+        resource_id: pulumi.Input[str],
+        invoke_uri: pulumi.Input[str],
+        validator: aws.apigateway.RequestValidator,
+        model: aws.apigateway.Model,
+    ) -> list[pulumi.Resource]:
+        iam = self._args.api.auth is ApiAuth.IAM
+        validated = (route.key, http_method) == VALIDATED_METHOD
+        key = f"{self._name}-{route.key}-{http_method.lower()}"
+        method = aws.apigateway.Method(
+            key,
+            rest_api=self.rest_api.id,
+            resource_id=resource_id,
+            http_method=http_method,
+            # Every method is authenticated: signed IAM requests, or an API key in a usage plan.
+            authorization="AWS_IAM" if iam else "NONE",
+            api_key_required=not iam,
+            request_validator_id=validator.id if validated else None,
+            request_models={"application/json": model.name} if validated else None,
+            opts=self._child(),
+        )
+        integration = aws.apigateway.Integration(
+            f"{key}-integration",
+            rest_api=self.rest_api.id,
+            resource_id=resource_id,
+            http_method=method.http_method,
+            type="AWS_PROXY",
+            integration_http_method="POST",
+            uri=invoke_uri,
+            timeout_milliseconds=API_GATEWAY_TIMEOUT_SECONDS * 1000,
+            opts=self._child(),
+        )
+        return [method, integration]
+
+    def _gateway_responses(self) -> list[pulumi.Resource]:
+        responses: list[pulumi.Resource] = []
+        for response_type, (status, code, message) in GATEWAY_RESPONSES.items():
+            headers = (
+                {"gatewayresponse.header.Retry-After": "'1'"}
+                if response_type in RETRY_AFTER_RESPONSES
+                else None
+            )
+            responses.append(
+                aws.apigateway.Response(
+                    f"{self._name}-{response_type.lower().replace('_', '-')}-response",
+                    rest_api_id=self.rest_api.id,
+                    response_type=response_type,
+                    status_code=status,
+                    response_templates={"application/json": gateway_response_template(code, message)},
+                    response_parameters=headers,
+                    opts=self._child(),
+                )
+            )
+        return responses
+
+    def _deployment_fingerprint(self, deployed: list[pulumi.Resource]) -> pulumi.Output[str]:
+        """Changes with the API's definition and with the ids of everything deployed (replacements)."""
+        spec = deployment_spec(self._args.api.auth)
+        ids = [resource.id for resource in deployed if isinstance(resource, pulumi.CustomResource)]
+        return pulumi.Output.all(self.api_function.arn, *ids).apply(
+            lambda known: hashlib.sha256(json.dumps([spec, *known]).encode()).hexdigest()
+        )
+
+    def _stage(self, deployment: aws.apigateway.Deployment) -> aws.apigateway.Stage:
+        args = self._args
+        api = args.api
+        access_logs = self._log_group(
+            "api-access", f"/aws/apigateway/{args.name_prefix}-prediction-api/access"
+        )
+        # Execution logs (errors only) go to the group API Gateway names itself; creating it first
+        # gives it retention and the stack key.
+        execution_logs = self._log_group(
+            "api-execution",
+            pulumi.Output.concat("API-Gateway-Execution-Logs_", self.rest_api.id, "/", STAGE_NAME),
+        )
+        depends_on: list[pulumi.Resource] = [access_logs, execution_logs]
+        if args.manage_account_logging_role:
+            depends_on.append(self._account_logging_role())
+        stage = aws.apigateway.Stage(
+            f"{self._name}-stage",
+            rest_api=self.rest_api.id,
+            deployment=deployment.id,
+            stage_name=STAGE_NAME,
+            description="The prediction API's only stage",
+            xray_tracing_enabled=True,
+            access_log_settings={"destination_arn": access_logs.arn, "format": access_log_format()},
+            opts=self._child(depends_on=depends_on),
+        )
+        aws.apigateway.MethodSettings(
+            f"{self._name}-method-settings",
+            rest_api=self.rest_api.id,
+            stage_name=stage.stage_name,
+            method_path="*/*",
+            settings={
+                "metrics_enabled": True,
+                "logging_level": "ERROR",
+                # Full request/response logging would put prediction inputs in the logs.
+                "data_trace_enabled": False,
+                "throttling_rate_limit": api.throttle_rate_per_second,
+                "throttling_burst_limit": api.throttle_burst,
+            },
+            opts=self._child(),
+        )
+        return stage
+
+    def _account_logging_role(self) -> aws.apigateway.Account:
+        """API Gateway's CloudWatch role: account-wide per region, needed for access and execution logs."""
+        args = self._args
+        role = aws.iam.Role(
+            f"{self._name}-apigateway-logs-role",
+            name=f"{args.name_prefix}-apigateway-logs",
+            description="Lets API Gateway write REST API access and execution logs",
+            assume_role_policy=service_assume_role_policy("apigateway.amazonaws.com", args.account_id),
+            opts=self._child(),
+        )
+        # Account-wide setting: scoped to API Gateway's log groups of this account and region (not
+        # only this stack's), so another stack's API keeps logging when this role is the one set.
+        groups = [
+            self._arn("logs", "log-group:/aws/apigateway/*"),
+            self._arn("logs", "log-group:API-Gateway-Execution-Logs_*"),
+        ]
+        policy = aws.iam.RolePolicy(
+            f"{self._name}-apigateway-logs-policy",
+            role=role.id,
+            policy=policy_document(
+                {
+                    "Sid": "WriteApiGatewayLogs",
+                    "Effect": "Allow",
+                    "Action": [
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:DescribeLogStreams",
+                        "logs:PutLogEvents",
+                    ],
+                    "Resource": [*groups, *(pulumi.Output.concat(group, ":*") for group in groups)],
+                },
+                {
+                    # DescribeLogGroups is authorized on the account's log-group space, not on a group.
+                    "Sid": "FindLogGroups",
+                    "Effect": "Allow",
+                    "Action": "logs:DescribeLogGroups",
+                    "Resource": self._arn("logs", "log-group:*"),
+                },
+            ),
+            opts=self._child(),
+        )
+        return aws.apigateway.Account(
+            f"{self._name}-account",
+            cloudwatch_role_arn=role.arn,
+            opts=self._child(depends_on=[policy]),
+        )
+
+    def _usage_plan(self) -> tuple[aws.apigateway.ApiKey | None, aws.apigateway.UsagePlan | None]:
+        args = self._args
+        api = args.api
+        if api.auth is not ApiAuth.API_KEY:
+            return None, None
+        plan = aws.apigateway.UsagePlan(
+            f"{self._name}-usage-plan",
+            name=f"{args.name_prefix}-prediction-api",
+            description="Callers of the prediction API; each key is throttled like the stage",
+            api_stages=[{"api_id": self.rest_api.id, "stage": self.stage.stage_name}],
+            throttle_settings={"rate_limit": api.throttle_rate_per_second, "burst_limit": api.throttle_burst},
+            opts=self._child(),
+        )
+        # The key's value is generated by API Gateway and never appears in code, config or outputs.
+        key = aws.apigateway.ApiKey(
+            f"{self._name}-api-key",
+            name=f"{args.name_prefix}-prediction-api-default",
+            description="Default caller of the prediction API",
+            enabled=True,
+            opts=self._child(),
+        )
+        aws.apigateway.UsagePlanKey(
+            f"{self._name}-usage-plan-key",
+            key_id=key.id,
+            key_type="API_KEY",
+            usage_plan_id=plan.id,
+            opts=self._child(),
+        )
+        return key, plan
+
+    def _web_acl(self) -> aws.wafv2.WebAcl:
+        args = self._args
+        prefix = args.name_prefix
+        # Per client IP over 5 minutes: one minute of the stage's whole rate, so a single client
+        # cannot hold the stage's throttle for long.
+        ip_limit = max(100, args.api.throttle_rate_per_second * 60)
+
+        def visibility(metric: str) -> aws.wafv2.WebAclVisibilityConfigArgsDict:
+            return {
+                "cloudwatch_metrics_enabled": True,
+                "metric_name": metric,
+                "sampled_requests_enabled": True,
+            }
+
+        def managed(
+            rule_name: str,
+            priority: int,
+            overrides: list[aws.wafv2.WebAclRuleStatementManagedRuleGroupStatementRuleActionOverrideArgsDict],
+        ) -> aws.wafv2.WebAclRuleArgsDict:
+            statement: aws.wafv2.WebAclRuleStatementManagedRuleGroupStatementArgsDict = {
+                "vendor_name": "AWS",
+                "name": rule_name,
+            }
+            if overrides:
+                statement["rule_action_overrides"] = overrides
+            return {
+                "name": rule_name,
+                "priority": priority,
+                "override_action": {"none": {}},
+                "statement": {"managed_rule_group_statement": statement},
+                "visibility_config": visibility(f"{prefix}-{rule_name}"),
+            }
+
+        acl = aws.wafv2.WebAcl(
+            f"{self._name}-web-acl",
+            name=f"{prefix}-prediction-api",
+            description="Managed protections and a per-IP rate limit for the prediction API",
+            scope="REGIONAL",
+            default_action={"allow": {}},
+            rules=[
+                {
+                    "name": "rate-limit-per-ip",
+                    "priority": 0,
+                    "action": {"block": {}},
+                    "statement": {
+                        "rate_based_statement": {
+                            "limit": ip_limit,
+                            "aggregate_key_type": "IP",
+                            "evaluation_window_sec": 300,
+                        }
+                    },
+                    "visibility_config": visibility(f"{prefix}-rate-limit-per-ip"),
+                },
+                # The common rule set blocks bodies over 8 KB; the API has its own limit (MAX_BODY_BYTES,
+                # 413 in the documented format), so that one rule only counts.
+                managed(
+                    "AWSManagedRulesCommonRuleSet",
+                    10,
+                    [{"name": "SizeRestrictions_BODY", "action_to_use": {"count": {}}}],
+                ),
+                managed("AWSManagedRulesKnownBadInputsRuleSet", 20, []),
+            ],
+            visibility_config=visibility(f"{prefix}-prediction-api"),
+            opts=self._child(),
+        )
+        stage_arn = pulumi.Output.concat(
+            "arn:",
+            args.partition,
+            ":apigateway:",
+            args.region,
+            "::/restapis/",
+            self.rest_api.id,
+            "/stages/",
+            self.stage.stage_name,
+        )
+        aws.wafv2.WebAclAssociation(
+            f"{self._name}-web-acl-association",
+            resource_arn=stage_arn,
+            web_acl_arn=acl.arn,
+            opts=self._child(depends_on=[self.stage]),
+        )
+        return acl
+
+    # --- batch preprocessing -----------------------------------------------------------------------------
+
+    def _dead_letter_queue(self) -> aws.sqs.Queue:
+        args = self._args
+        queue = aws.sqs.Queue(
+            f"{self._name}-preprocess-dlq",
+            name=f"{args.name_prefix}-preprocess-batch-dlq",
+            kms_master_key_id=args.kms_key_arn,
+            kms_data_key_reuse_period_seconds=300,
+            message_retention_seconds=DLQ_RETENTION_SECONDS,
+            opts=self._child(),
+        )
+        aws.sqs.QueuePolicy(
+            f"{self._name}-preprocess-dlq-policy",
+            queue_url=queue.id,
+            policy=policy_document(
+                {
+                    "Sid": "DenyInsecureTransport",
+                    "Effect": "Deny",
+                    "Principal": {"AWS": "*"},
+                    "Action": "sqs:*",
+                    "Resource": queue.arn,
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }
+            ),
+            opts=self._child(),
+        )
+        return queue
+
+    def _batch_function(self) -> aws.lambda_.Function:
+        args = self._args
+        arns = args.bucket_arns
+        processed_objects = [pulumi.Output.concat(arns["processed"], "/", p, "*") for p in PROCESSED_PREFIXES]
+        function = self._function(
+            "preprocess-batch",
+            handler=HANDLER_ENTRYPOINTS["preprocess_batch"],
+            description="Cleans objects landing under raw/ into processed/ (bad records to quarantine/)",
+            memory_mb=BATCH_MEMORY_MB,
+            timeout_seconds=BATCH_TIMEOUT_SECONDS,
+            reserved_concurrency=BATCH_RESERVED_CONCURRENCY,
+            environment={
+                "PROCESSED_BUCKET": args.bucket_names["processed"],
+                "MODEL_INPUT_SCHEMA_URI": self.input_schema_uri,
+                "POWERTOOLS_SERVICE_NAME": "preprocess-batch",
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+            statements=[
+                {
+                    "Sid": "ReadRawObjects",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                    "Resource": pulumi.Output.concat(arns["raw"], "/", RAW_PREFIX, "*"),
+                },
+                {
+                    "Sid": "ReadInputSchema",
+                    "Effect": "Allow",
+                    "Action": "s3:GetObject",
+                    "Resource": self.input_schema_arn,
+                },
+                {
+                    # GetObject backs the HeadObject of the idempotency check (an existing output = done).
+                    "Sid": "WriteProcessedAndQuarantine",
+                    "Effect": "Allow",
+                    "Action": ["s3:PutObject", "s3:GetObject"],
+                    "Resource": processed_objects,
+                },
+                {
+                    # Without it a missing output reads as 403, not 404, and the idempotency check fails.
+                    "Sid": "TellMissingOutputs",
+                    "Effect": "Allow",
+                    "Action": "s3:ListBucket",
+                    "Resource": arns["processed"],
+                },
+                {
+                    "Sid": "UseStackKey",
+                    "Effect": "Allow",
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                    "Resource": args.kms_key_arn,
+                },
+                {
+                    # Lambda delivers failed async events to the destination with the function's role.
+                    "Sid": "SendFailuresToDeadLetterQueue",
+                    "Effect": "Allow",
+                    "Action": "sqs:SendMessage",
+                    "Resource": self.dead_letter_queue.arn,
+                },
+            ],
+        )
+        aws.lambda_.FunctionEventInvokeConfig(
+            f"{self._name}-preprocess-batch-async",
+            function_name=function.name,
+            maximum_retry_attempts=BATCH_MAX_RETRIES,
+            maximum_event_age_in_seconds=BATCH_MAX_EVENT_AGE_SECONDS,
+            destination_config={"on_failure": {"destination": self.dead_letter_queue.arn}},
+            opts=self._child(),
+        )
+        return function
+
+    def _batch_trigger(self) -> None:
+        args = self._args
+        rule = aws.cloudwatch.EventRule(
+            f"{self._name}-preprocess-new-data",
+            name=f"{args.name_prefix}-preprocess-new-data",
+            description="Preprocesses each object created under raw/ in the raw bucket",
+            event_pattern=raw_data_created_pattern(args.bucket_names["raw"]),
+            opts=self._child(),
+        )
+        permission = aws.lambda_.Permission(
+            f"{self._name}-preprocess-invoke-permission",
+            function=self.batch_function.name,
+            action="lambda:InvokeFunction",
+            principal="events.amazonaws.com",
+            source_arn=rule.arn,
+            opts=self._child(),
+        )
+        aws.cloudwatch.EventTarget(
+            f"{self._name}-preprocess-target",
+            rule=rule.name,
+            arn=self.batch_function.arn,
+            retry_policy={"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": 3600},
+            opts=self._child(depends_on=[permission]),
+        )

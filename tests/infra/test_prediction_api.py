@@ -1,0 +1,567 @@
+"""The PredictionApi component: REST API, its Lambda, batch preprocessing, roles, logs and queue.
+
+The real program runs under the mock runtime; the powertools layer comes from the fake zip the infra
+conftest puts in a temporary layer cache, so no plan touches the package index.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import infra.api
+import infra.offline
+from handlers.packaging import Artifact
+from infra.api import deployment_spec, powertools_layer_zip
+from infra.offline import Plan, PlannedResource
+from infra.stack_config import ApiAuth, load_stack_config, read_stack_values
+from tests.infra.conftest import cached_plan, policy_document
+
+ACCOUNT = "123456789012"
+PUBLIC_LAYER = "arn:aws:lambda:us-east-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python311-x86_64:27"
+# Actions AWS cannot scope to a resource; the only ones allowed on "*", each with a reason in the code.
+UNSCOPABLE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+SECRET_LIKE = re.compile(r"SECRET|PASSWORD|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
+VARIANTS = {
+    "dev": ("dev", {}),
+    "prod": ("prod", {}),
+    "dev-public-layer": ("dev", {"powertoolsLayerArn": PUBLIC_LAYER}),
+}
+
+
+@pytest.fixture(params=["dev", "prod"], scope="module")
+def plan(request: pytest.FixtureRequest) -> Plan:
+    """dev: API key + usage plan, built layer; prod: IAM auth, WAF."""
+    return cached_plan(request.param)
+
+
+@pytest.fixture(scope="module")
+def public_layer_plan() -> Plan:
+    values = read_stack_values("dev")
+    return cached_plan(
+        "dev", {"ml-platform:api": {**values["ml-platform:api"], "powertoolsLayerArn": PUBLIC_LAYER}}
+    )
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def component(plan: Plan) -> PlannedResource:
+    (resource,) = plan.of_type("mlplatform:index:PredictionApi")
+    return resource
+
+
+def function(plan: Plan, key: str) -> PlannedResource:
+    return plan.named(f"api-{key}")
+
+
+def statements(plan: Plan, key: str) -> list[dict[str, Any]]:
+    return list(policy_document(plan.named(f"api-{key}-policy"))["Statement"])
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def config_of(plan: Plan):
+    return load_stack_config(plan.stack)
+
+
+def endpoint_arn(plan: Plan) -> str:
+    return f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:endpoint/mlp-{plan.stack}-endpoint"
+
+
+def rest_api_id(plan: Plan) -> str:
+    return plan.named("api-rest-api").id
+
+
+def render(template: str) -> dict[str, Any]:
+    """A VTL template with API Gateway's $context values filled in, parsed as JSON."""
+    text = template.replace("$context.error.messageString", '"Invalid request body"')
+    return json.loads(re.sub(r"\$context\.[\w.]+", "x", text))
+
+
+FUNCTIONS = ("predict-api", "preprocess-batch")
+
+
+# --- the component -----------------------------------------------------------------------------------
+
+
+def test_every_resource_is_a_child_of_the_component_named_after_it(plan: Plan) -> None:
+    children = plan.children_of(component(plan))
+    assert len(children) > 40
+    assert all(child.name.startswith("api-") for child in children)
+    created_here = {"aws:apigateway/restApi:RestApi", "aws:lambda/function:Function", "aws:sqs/queue:Queue"}
+    for resource in plan.resources:
+        if resource.type in created_here:
+            assert resource.parent_urn == component(plan).urn, resource.name
+
+
+def test_outputs_name_the_api_and_its_parts(plan: Plan) -> None:
+    outputs = plan.outputs
+    api_id = rest_api_id(plan)
+    assert outputs["apiUrl"] == f"https://{api_id}.execute-api.us-east-1.amazonaws.com/live"
+    assert outputs["apiId"] == api_id
+    assert outputs["apiStageName"] == plan.named("api-stage").inputs["stageName"] == "live"
+    assert outputs["predictApiFunctionName"] == f"mlp-{plan.stack}-predict-api"
+    assert outputs["predictApiFunctionArn"] == function(plan, "predict-api").outputs["arn"]
+    assert outputs["preprocessFunctionArn"] == function(plan, "preprocess-batch").outputs["arn"]
+    assert outputs["preprocessDeadLetterQueueUrl"] == plan.named("api-preprocess-dlq").id
+
+
+# --- the Lambda functions ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", FUNCTIONS)
+def test_functions_are_traced_bounded_and_sized_explicitly(plan: Plan, key: str) -> None:
+    inputs = function(plan, key).inputs
+    assert inputs["tracingConfig"] == {"mode": "Active"}
+    assert inputs["reservedConcurrentExecutions"] > 0
+    assert inputs["memorySize"] >= 128
+    assert 0 < inputs["timeout"] <= 900
+    assert inputs["runtime"] == "python3.11"
+    assert inputs["architectures"] == ["x86_64"]  # the layer is built for manylinux2014_x86_64
+
+
+def test_the_api_function_follows_the_api_config_and_stays_below_api_gateways_timeout(plan: Plan) -> None:
+    api = config_of(plan).api
+    inputs = function(plan, "predict-api").inputs
+    assert inputs["timeout"] == api.lambda_timeout_seconds < 29
+    assert inputs["memorySize"] == api.lambda_memory_mb
+    assert inputs["reservedConcurrentExecutions"] == api.reserved_concurrency
+    assert inputs["handler"] == "handlers.predict_api.lambda_handler"
+    assert function(plan, "preprocess-batch").inputs["handler"] == "handlers.preprocess_batch.lambda_handler"
+    for route in plan.of_type("aws:apigateway/integration:Integration"):
+        assert route.inputs["timeoutMilliseconds"] == 29_000
+
+
+def test_the_api_environment_names_the_endpoint_schema_and_limits(plan: Plan) -> None:
+    api = config_of(plan).api
+    artifacts = plan.outputs["bucketNames"]["artifacts"]
+    variables = function(plan, "predict-api").inputs["environment"]["variables"]
+    assert variables == {
+        "ENDPOINT_NAME": f"mlp-{plan.stack}-endpoint",
+        "MODEL_INPUT_SCHEMA_URI": f"s3://{artifacts}/serving/input-schema.json",
+        "LAMBDA_TIMEOUT_SECONDS": str(api.lambda_timeout_seconds),
+        "MAX_BODY_BYTES": str(api.max_body_bytes),
+        "POWERTOOLS_SERVICE_NAME": "prediction-api",
+        "POWERTOOLS_METRICS_NAMESPACE": "ml-platform",
+        "LOG_LEVEL": "INFO",
+    }
+    batch = function(plan, "preprocess-batch").inputs["environment"]["variables"]
+    assert batch["PROCESSED_BUCKET"] == plan.outputs["bucketNames"]["processed"]
+    assert batch["MODEL_INPUT_SCHEMA_URI"] == variables["MODEL_INPUT_SCHEMA_URI"]
+
+
+def test_no_environment_variable_holds_a_secret(plan: Plan) -> None:
+    for resource in plan.of_type("aws:lambda/function:Function"):
+        variables = resource.inputs["environment"]["variables"]
+        assert variables
+        named_like_secrets = [name for name in variables if SECRET_LIKE.search(name)]
+        assert named_like_secrets == [], resource.name
+        assert resource.inputs["kmsKeyArn"] == plan.outputs["kmsKeyArn"]
+
+
+@pytest.mark.parametrize("key", FUNCTIONS)
+def test_each_function_logs_json_to_its_own_encrypted_retained_group(plan: Plan, key: str) -> None:
+    inputs = function(plan, key).inputs
+    group = plan.named(f"api-{key}-logs")
+    assert group.inputs["name"] == f"/aws/lambda/{inputs['name']}"
+    assert inputs["loggingConfig"]["logFormat"] == "JSON"
+    assert inputs["loggingConfig"]["logGroup"] == group.inputs["name"]
+    # Created first, so Lambda never auto-creates the group without retention or KMS.
+    assert group.urn in function(plan, key).dependencies
+
+
+def test_every_log_group_has_the_configured_retention_and_the_stack_key(plan: Plan) -> None:
+    config = config_of(plan)
+    groups = plan.of_type("aws:cloudwatch/logGroup:LogGroup")
+    assert len(groups) == 4
+    for group in groups:
+        assert group.inputs["retentionInDays"] == config.log_retention_days, group.name
+        assert group.inputs["kmsKeyId"] == plan.outputs["kmsKeyArn"], group.name
+    if plan.stack == "prod":
+        assert all(group.inputs["retentionInDays"] >= 365 for group in groups)
+
+
+def test_the_handlers_zip_is_deployed_with_its_hash(plan: Plan) -> None:
+    for key in FUNCTIONS:
+        inputs = function(plan, key).inputs
+        assert inputs["code"].path.endswith("build/lambda/handlers.zip")
+        assert inputs["sourceCodeHash"] == infra.api.source_code_hash(Path(inputs["code"].path))
+
+
+# --- IAM ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", FUNCTIONS)
+def test_functions_are_assumed_only_by_lambda_for_this_account(plan: Plan, key: str) -> None:
+    role = plan.named(f"api-{key}-role")
+    assert function(plan, key).inputs["role"] == role.outputs["arn"]
+    (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    assert not role.inputs.get("managedPolicyArns")
+
+
+def test_the_api_may_invoke_only_this_stacks_endpoint(plan: Plan) -> None:
+    sagemaker = [
+        (action, statement["Resource"])
+        for statement in statements(plan, "predict-api")
+        for action in as_list(statement["Action"])
+        if action.startswith("sagemaker:")
+    ]
+    assert sagemaker == [("sagemaker:InvokeEndpoint", endpoint_arn(plan))]
+
+
+def test_the_api_reads_only_the_schema_object_and_decrypts_with_the_stack_key(plan: Plan) -> None:
+    by_sid = {s["Sid"]: s for s in statements(plan, "predict-api")}
+    artifacts = plan.outputs["bucketArns"]["artifacts"]
+    assert by_sid["ReadInputSchema"]["Action"] == "s3:GetObject"
+    assert by_sid["ReadInputSchema"]["Resource"] == f"{artifacts}/serving/input-schema.json"
+    assert by_sid["DecryptWithStackKey"]["Resource"] == plan.outputs["kmsKeyArn"]
+    s3_actions = {a for s in by_sid.values() for a in as_list(s["Action"]) if a.startswith("s3:")}
+    assert s3_actions == {"s3:GetObject"}
+
+
+def all_component_statements(plan: Plan) -> list[dict[str, Any]]:
+    policies = [p for p in plan.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.startswith("api-")]
+    assert len(policies) == 3  # the two functions and API Gateway's logging role
+    return [s for policy in policies for s in policy_document(policy)["Statement"]]
+
+
+def test_no_statement_allows_every_action(plan: Plan) -> None:
+    for statement in all_component_statements(plan):
+        actions = as_list(statement["Action"])
+        assert "*" not in actions and not any(action.endswith(":*") for action in actions), statement
+
+
+def test_only_the_xray_actions_use_a_wildcard_resource(plan: Plan) -> None:
+    wildcard = [s for s in all_component_statements(plan) if "*" in as_list(s["Resource"])]
+    assert wildcard
+    for statement in wildcard:
+        assert set(as_list(statement["Action"])) <= UNSCOPABLE_ACTIONS, statement["Sid"]
+
+
+@pytest.mark.parametrize("key", FUNCTIONS)
+def test_functions_write_only_their_own_log_group(plan: Plan, key: str) -> None:
+    group_arn = plan.named(f"api-{key}-logs").outputs["arn"]
+    by_sid = {s["Sid"]: s for s in statements(plan, key)}
+    assert by_sid["WriteOwnLogs"]["Resource"] == [group_arn, f"{group_arn}:*"]
+
+
+def test_batch_reads_raw_and_writes_only_processed_and_quarantine(plan: Plan) -> None:
+    arns = plan.outputs["bucketArns"]
+    by_sid = {s["Sid"]: s for s in statements(plan, "preprocess-batch")}
+    assert by_sid["ReadRawObjects"]["Resource"] == f"{arns['raw']}/raw/*"
+    assert set(by_sid["ReadRawObjects"]["Action"]) == {"s3:GetObject", "s3:GetObjectVersion"}
+    assert by_sid["WriteProcessedAndQuarantine"]["Resource"] == [
+        f"{arns['processed']}/processed/*",
+        f"{arns['processed']}/quarantine/*",
+    ]
+    assert by_sid["TellMissingOutputs"] == {
+        "Sid": "TellMissingOutputs",
+        "Effect": "Allow",
+        "Action": "s3:ListBucket",
+        "Resource": arns["processed"],
+    }
+    writes = [s for s in by_sid.values() if "s3:PutObject" in as_list(s["Action"])]
+    assert [s["Sid"] for s in writes] == ["WriteProcessedAndQuarantine"]
+    assert by_sid["UseStackKey"]["Resource"] == plan.outputs["kmsKeyArn"]
+    assert (
+        by_sid["SendFailuresToDeadLetterQueue"]["Resource"] == plan.named("api-preprocess-dlq").outputs["arn"]
+    )
+
+
+def test_invoke_permissions_carry_a_source_arn(plan: Plan) -> None:
+    permissions = {p.name: p.inputs for p in plan.of_type("aws:lambda/permission:Permission")}
+    assert set(permissions) == {"api-api-invoke-permission", "api-preprocess-invoke-permission"}
+    api = permissions["api-api-invoke-permission"]
+    assert api["principal"] == "apigateway.amazonaws.com"
+    assert api["function"] == function(plan, "predict-api").inputs["name"]
+    assert api["sourceArn"] == f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{rest_api_id(plan)}/live/*/*"
+    batch = permissions["api-preprocess-invoke-permission"]
+    assert batch["principal"] == "events.amazonaws.com"
+    assert batch["sourceArn"] == plan.named("api-preprocess-new-data").outputs["arn"]
+
+
+# --- the REST API ------------------------------------------------------------------------------------
+
+
+def methods(plan: Plan) -> list[PlannedResource]:
+    return plan.of_type("aws:apigateway/method:Method")
+
+
+def test_the_api_is_regional(plan: Plan) -> None:
+    assert plan.named("api-rest-api").inputs["endpointConfiguration"]["types"] == "REGIONAL"
+
+
+def test_the_routes_and_catch_alls_reach_the_function_through_proxy_integrations(plan: Plan) -> None:
+    paths = {r.name: r.inputs["pathPart"] for r in plan.of_type("aws:apigateway/resource:Resource")}
+    assert {paths["api-v1-resource"], paths["api-predict-resource"], paths["api-health-resource"]} == {
+        "v1",
+        "predict",
+        "health",
+    }
+    assert paths["api-root-proxy-resource"] == "{proxy+}"
+    declared = {m.name: m.inputs["httpMethod"] for m in methods(plan)}
+    assert declared["api-predict-post"] == "POST"
+    assert declared["api-health-get"] == "GET"
+    assert declared["api-root-proxy-any"] == declared["api-predict-any"] == "ANY"
+    integrations = plan.of_type("aws:apigateway/integration:Integration")
+    assert len(integrations) == len(methods(plan)) == 10
+    function_arn = function(plan, "predict-api").outputs["arn"]
+    for integration in integrations:
+        assert integration.inputs["type"] == "AWS_PROXY"
+        assert integration.inputs["integrationHttpMethod"] == "POST"
+        assert integration.inputs["uri"] == (
+            f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{function_arn}/invocations"
+        )
+
+
+def test_every_method_requires_authentication(plan: Plan) -> None:
+    iam = config_of(plan).api.auth is ApiAuth.IAM
+    for method in methods(plan):
+        inputs = method.inputs
+        assert not (inputs["authorization"] == "NONE" and not inputs.get("apiKeyRequired")), method.name
+        if iam:
+            assert inputs["authorization"] == "AWS_IAM", method.name
+        else:
+            assert inputs["apiKeyRequired"] is True, method.name
+
+
+def test_post_predict_is_validated_against_the_request_model(plan: Plan) -> None:
+    validator = plan.named("api-request-validator")
+    assert validator.inputs["validateRequestBody"] is True
+    assert validator.inputs["validateRequestParameters"] is True
+    predict = plan.named("api-predict-post").inputs
+    assert predict["requestValidatorId"] == validator.id
+    model = plan.named("api-predict-request-model").inputs
+    assert predict["requestModels"] == {"application/json": model["name"]}
+    schema = json.loads(model["schema"])
+    assert schema["type"] == "object"
+    assert schema["oneOf"] == [{"required": ["instance"]}, {"required": ["instances"]}]
+    others = [m for m in methods(plan) if m.name != "api-predict-post"]
+    assert all(not m.inputs.get("requestValidatorId") for m in others)
+
+
+EXPECTED_RESPONSES = {
+    "DEFAULT_4XX": None,
+    "DEFAULT_5XX": None,
+    "BAD_REQUEST_BODY": "400",
+    "INVALID_API_KEY": "403",
+    "MISSING_AUTHENTICATION_TOKEN": "403",
+    "ACCESS_DENIED": "403",
+    "REQUEST_TOO_LARGE": "413",
+    "UNSUPPORTED_MEDIA_TYPE": "415",
+    "THROTTLED": "429",
+}
+
+
+def test_gateway_errors_answer_in_the_documented_json_shape(plan: Plan) -> None:
+    responses = {r.inputs["responseType"]: r.inputs for r in plan.of_type("aws:apigateway/response:Response")}
+    for response_type, status in EXPECTED_RESPONSES.items():
+        response = responses[response_type]
+        assert response.get("statusCode") == status, response_type
+        body = render(response["responseTemplates"]["application/json"])
+        assert set(body) == {"error"}
+        assert set(body["error"]) == {"code", "message", "request_id", "details"}
+        assert body["error"]["request_id"] == "x"
+    for inputs in responses.values():
+        render(inputs["responseTemplates"]["application/json"])  # every template is JSON
+    assert responses["THROTTLED"]["responseParameters"] == {"gatewayresponse.header.Retry-After": "'1'"}
+    assert render(responses["REQUEST_TOO_LARGE"]["responseTemplates"]["application/json"])["error"][
+        "code"
+    ] == ("payload_too_large")
+
+
+def test_the_deployment_waits_for_and_fingerprints_everything_it_snapshots(plan: Plan) -> None:
+    deployment = plan.named("api-deployment")
+    snapshot_types = {
+        "aws:apigateway/method:Method",
+        "aws:apigateway/integration:Integration",
+        "aws:apigateway/resource:Resource",
+        "aws:apigateway/model:Model",
+        "aws:apigateway/response:Response",
+    }
+    for resource in plan.resources:
+        if resource.type in snapshot_types:
+            assert resource.urn in deployment.dependencies, resource.name
+    assert re.fullmatch(r"[0-9a-f]{64}", deployment.inputs["triggers"]["redeployment"])
+    assert plan.named("api-stage").inputs["deployment"] == deployment.id
+
+
+def test_the_fingerprint_changes_with_the_api_definition_only(public_layer_plan: Plan, monkeypatch) -> None:
+    plans = {"dev": cached_plan("dev"), "prod": cached_plan("prod"), "public": public_layer_plan}
+    trigger = {
+        name: plan.named("api-deployment").inputs["triggers"]["redeployment"] for name, plan in plans.items()
+    }
+    assert trigger["dev"] == trigger["public"]  # the layer is not part of the API
+    assert trigger["dev"] != trigger["prod"]
+    spec = deployment_spec(ApiAuth.API_KEY)
+    assert deployment_spec(ApiAuth.IAM) != spec
+    monkeypatch.setattr(infra.api, "PREDICT_REQUEST_SCHEMA", {"type": "object"})
+    assert deployment_spec(ApiAuth.API_KEY) != spec
+    monkeypatch.undo()
+    monkeypatch.setattr(infra.api, "ROUTES", infra.api.ROUTES[:-1])
+    assert deployment_spec(ApiAuth.API_KEY) != spec
+
+
+def test_the_stage_logs_json_access_logs_and_traces(plan: Plan) -> None:
+    stage = plan.named("api-stage").inputs
+    assert stage["xrayTracingEnabled"] is True
+    settings = stage["accessLogSettings"]
+    assert settings["destinationArn"] == plan.named("api-api-access-logs").outputs["arn"]
+    line = render(settings["format"])
+    assert {"requestId", "ip", "status", "responseLatency", "integrationLatency", "errorMessage"} <= set(line)
+    assert "$context.identity.sourceIp" in settings["format"]
+
+
+def test_stage_throttling_comes_from_config_and_data_trace_is_off(plan: Plan) -> None:
+    api = config_of(plan).api
+    method_settings = plan.named("api-method-settings").inputs
+    assert method_settings["methodPath"] == "*/*"
+    assert method_settings["stageName"] == "live"
+    assert method_settings["settings"] == {
+        "metricsEnabled": True,
+        "loggingLevel": "ERROR",
+        "dataTraceEnabled": False,
+        "throttlingRateLimit": api.throttle_rate_per_second,
+        "throttlingBurstLimit": api.throttle_burst,
+    }
+
+
+def test_execution_logs_go_to_a_precreated_group(plan: Plan) -> None:
+    group = plan.named("api-api-execution-logs")
+    assert group.inputs["name"] == f"API-Gateway-Execution-Logs_{rest_api_id(plan)}/live"
+    assert group.urn in plan.named("api-stage").dependencies
+
+
+def test_api_gateway_may_log_only_to_api_gateway_log_groups(plan: Plan) -> None:
+    account = plan.named("api-account")
+    role = plan.named("api-apigateway-logs-role")
+    assert account.inputs["cloudwatchRoleArn"] == role.outputs["arn"]
+    assert account.urn in plan.named("api-stage").dependencies
+    (statement, describe) = policy_document(plan.named("api-apigateway-logs-policy"))["Statement"]
+    prefix = f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:"
+    for resource in statement["Resource"]:
+        assert resource.startswith((f"{prefix}/aws/apigateway/", f"{prefix}API-Gateway-Execution-Logs_"))
+    assert describe["Resource"] == f"{prefix}*"
+    assert plan.named("api-api-access-logs").inputs["name"].startswith("/aws/apigateway/")
+
+
+def test_api_keys_and_a_usage_plan_exist_only_in_api_key_mode(plan: Plan) -> None:
+    api = config_of(plan).api
+    usage_plans = plan.of_type("aws:apigateway/usagePlan:UsagePlan")
+    keys = plan.of_type("aws:apigateway/apiKey:ApiKey")
+    plan_keys = plan.of_type("aws:apigateway/usagePlanKey:UsagePlanKey")
+    if api.auth is ApiAuth.IAM:
+        assert usage_plans == keys == plan_keys == []
+        assert plan.outputs.get("apiKeyId") is None
+        return
+    (usage_plan,), (key,), (plan_key,) = usage_plans, keys, plan_keys
+    assert usage_plan.inputs["apiStages"] == [{"apiId": rest_api_id(plan), "stage": "live"}]
+    assert usage_plan.inputs["throttleSettings"] == {
+        "rateLimit": api.throttle_rate_per_second,
+        "burstLimit": api.throttle_burst,
+    }
+    assert plan_key.inputs == {"keyId": key.id, "keyType": "API_KEY", "usagePlanId": usage_plan.id}
+    assert "value" not in key.inputs  # generated by API Gateway, never in code or config
+    assert plan.outputs["apiKeyId"] == key.id
+
+
+def test_a_waf_protects_the_stage_only_when_configured(plan: Plan) -> None:
+    acls = plan.of_type("aws:wafv2/webAcl:WebAcl")
+    associations = plan.of_type("aws:wafv2/webAclAssociation:WebAclAssociation")
+    if not config_of(plan).api.waf:
+        assert acls == associations == []
+        return
+    (acl,), (association,) = acls, associations
+    assert acl.inputs["scope"] == "REGIONAL"
+    rules = {rule["name"]: rule for rule in acl.inputs["rules"]}
+    groups = {
+        rule["statement"]["managedRuleGroupStatement"]["name"]
+        for rule in rules.values()
+        if "managedRuleGroupStatement" in rule["statement"]
+    }
+    assert groups == {"AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"}
+    rate = rules["rate-limit-per-ip"]
+    assert rate["action"] == {"block": {}}
+    assert rate["statement"]["rateBasedStatement"]["aggregateKeyType"] == "IP"
+    assert len({rule["priority"] for rule in rules.values()}) == len(rules)
+    assert association.inputs["webAclArn"] == acl.outputs["arn"]
+    assert association.inputs["resourceArn"] == (
+        f"arn:aws:apigateway:us-east-1::/restapis/{rest_api_id(plan)}/stages/live"
+    )
+
+
+# --- batch preprocessing -----------------------------------------------------------------------------
+
+
+def test_objects_created_under_raw_start_preprocessing(plan: Plan) -> None:
+    rule = plan.named("api-preprocess-new-data")
+    pattern = json.loads(rule.inputs["eventPattern"])
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["bucket"]["name"] == [plan.outputs["bucketNames"]["raw"]]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "raw/"}]
+    target = plan.named("api-preprocess-target").inputs
+    assert target["rule"] == rule.inputs["name"]
+    assert target["arn"] == function(plan, "preprocess-batch").outputs["arn"]
+
+
+def test_failed_batches_go_to_an_encrypted_tls_only_dead_letter_queue(plan: Plan) -> None:
+    queue = plan.named("api-preprocess-dlq")
+    assert queue.inputs["kmsMasterKeyId"] == plan.outputs["kmsKeyArn"]
+    invoke_config = plan.named("api-preprocess-batch-async").inputs
+    assert invoke_config["functionName"] == function(plan, "preprocess-batch").inputs["name"]
+    assert 0 <= invoke_config["maximumRetryAttempts"] <= 2
+    assert invoke_config["destinationConfig"] == {"onFailure": {"destination": queue.outputs["arn"]}}
+    (statement,) = policy_document(plan.named("api-preprocess-dlq-policy"))["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Resource"] == queue.outputs["arn"]
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+# --- the powertools layer ----------------------------------------------------------------------------
+
+
+def test_without_a_layer_arn_the_cached_layer_zip_is_published(fake_layer_cache: Path) -> None:
+    plan = cached_plan("dev")
+    layer = plan.named("api-powertools-layer").inputs
+    assert Path(layer["code"].path).parent == fake_layer_cache
+    assert layer["compatibleRuntimes"] == ["python3.11"]
+    assert layer["compatibleArchitectures"] == ["x86_64"]
+    layer_arn = plan.named("api-powertools-layer").outputs["arn"]
+    for key in FUNCTIONS:
+        assert function(plan, key).inputs["layers"] == [layer_arn]
+
+
+def test_a_configured_layer_arn_is_used_and_nothing_is_built(public_layer_plan: Plan) -> None:
+    plan = public_layer_plan
+    assert plan.of_type("aws:lambda/layerVersion:LayerVersion") == []
+    for key in FUNCTIONS:
+        assert function(plan, key).inputs["layers"] == [PUBLIC_LAYER]
+
+
+def test_the_layer_zip_is_built_once_per_powertools_version(tmp_path: Path, monkeypatch) -> None:
+    built: list[Path] = []
+
+    def build(out_dir: Path, offline: bool = False) -> Artifact:
+        built.append(out_dir)
+        path = out_dir / "powertools-layer.zip"
+        path.write_bytes(b"zip")
+        return Artifact(path, 1, 3, 3, "downloaded")
+
+    monkeypatch.setattr(infra.api, "build_layer_zip", build)
+    first = powertools_layer_zip(tmp_path)
+    second = powertools_layer_zip(tmp_path)
+    assert first == second and first.read_bytes() == b"zip"
+    assert importlib.metadata.version("aws-lambda-powertools") in first.name
+    assert len(built) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # the scratch folder is gone
