@@ -2,10 +2,12 @@
 
 import pulumi
 
+from infra.alerts import Alerts, AlertsArgs
 from infra.api import PredictionApi, PredictionApiArgs
 from infra.context import create_stack_context, load_stack_config_from_pulumi
 from infra.data_lake import DataLake, DataLakeArgs
 from infra.registry import ModelRegistry, ModelRegistryArgs
+from infra.serving import InferenceEndpoint, InferenceEndpointArgs
 from infra.training import TrainingPipeline, TrainingPipelineArgs
 from training_jobs.metrics import METRIC_DEFINITIONS
 
@@ -39,6 +41,35 @@ training = TrainingPipeline(
         model_package_group_name=registry.group.model_package_group_name,
         training=config.training,
         metric_definitions=METRIC_DEFINITIONS,
+    ),
+    opts=context.component_opts(),
+)
+alerts = Alerts(
+    "alerts",
+    AlertsArgs(
+        name_prefix=config.name_prefix,
+        account_id=context.account_id,
+        kms_key_arn=data_lake.key.arn,
+        email=config.alarms.notification_email,
+    ),
+    opts=context.component_opts(),
+)
+serving = InferenceEndpoint(
+    "serving",
+    InferenceEndpointArgs(
+        name_prefix=config.name_prefix,
+        region=config.region,
+        account_id=context.account_id,
+        partition=context.partition,
+        endpoint_name=config.endpoint_name,
+        kms_key_arn=data_lake.key.arn,
+        bucket_names=data_lake.bucket_names,
+        bucket_arns=data_lake.bucket_arns,
+        model_package_group_name=registry.group.model_package_group_name,
+        serving=config.serving,
+        deployment=config.deployment,
+        alarms=config.alarms,
+        alarm_topic_arn=alerts.topic.arn,
     ),
     opts=context.component_opts(),
 )
@@ -77,3 +108,8 @@ pulumi.export("predictApiFunctionArn", prediction_api.api_function.arn)
 pulumi.export("preprocessFunctionName", prediction_api.batch_function.name)
 pulumi.export("preprocessFunctionArn", prediction_api.batch_function.arn)
 pulumi.export("preprocessDeadLetterQueueUrl", prediction_api.dead_letter_queue_url)
+pulumi.export("alertTopicArn", alerts.topic.arn)
+pulumi.export("endpointName", config.endpoint_name)
+pulumi.export("modelRoleArn", serving.role.arn)
+pulumi.export("dataCaptureUri", serving.capture_uri)
+pulumi.export("rollbackAlarmNames", [alarm.name for alarm in serving.rollback_alarms.values()])

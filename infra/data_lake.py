@@ -109,6 +109,15 @@ class DataLake(pulumi.ComponentResource):
                         "Resource": "*",
                     },
                     {
+                        # Alarms and EventBridge rules publish to the stack's encrypted alert topic.
+                        "Sid": "AlarmsPublishToEncryptedTopics",
+                        "Effect": "Allow",
+                        "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
+                        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                        "Resource": "*",
+                        "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id}},
+                    },
+                    {
                         # CloudWatch Logs encrypts this stack's log groups with the key.
                         "Sid": "CloudWatchLogsEncryptLogGroups",
                         "Effect": "Allow",

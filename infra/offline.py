@@ -124,7 +124,8 @@ class PlanMocks(pulumi.runtime.Mocks):
         if args.typ.startswith("pulumi:providers:"):
             return f"{args.name}-provider-id", dict(args.inputs)
         physical = _physical_name(args)
-        state = {**args.inputs, "arn": self._arn(args.typ, physical)}
+        # Like the engine's auto-naming: an unnamed resource gets its logical name and a suffix.
+        state = {"name": physical, **args.inputs, "arn": self._arn(args.typ, physical)}
         if args.typ == "aws:kms/key:Key":
             state["keyId"] = physical
         if args.typ == "aws:s3/bucket:Bucket":
@@ -163,7 +164,7 @@ class PlanMocks(pulumi.runtime.Mocks):
 
 def _physical_name(args: pulumi.runtime.MockResourceArgs) -> str:
     """The name AWS would know the resource by: the explicit one, else a stable generated one."""
-    for key in ("bucket", "name", "functionName", "roleName"):
+    for key in ("bucket", "name", "functionName", "roleName", "pipelineName", "modelPackageGroupName"):
         value = args.inputs.get(key)
         if isinstance(value, str) and value:
             return value

@@ -76,6 +76,10 @@ _TRAINING_LAUNCHER = (
 _CONTAINER_ARGUMENT_MAX = 256  # CreateTrainingJob / CreateProcessingJob limit per entry point item
 _METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
+# The newest PyTorch DLC the SDK's image table has for both training and inference on py311.
+FRAMEWORK_VERSION = "2.5"
+PY_VERSION = "py311"
+
 
 @dataclass(frozen=True)
 class PipelineDefinitionSpec:
@@ -115,8 +119,8 @@ class PipelineDefinitionSpec:
     inference_instance_type: str = "ml.g4dn.xlarge"
     # The newest PyTorch release the SDK's image table has for both training and inference on
     # py311 (2.6 exists only for py312).
-    framework_version: str = "2.5"
-    py_version: str = "py311"
+    framework_version: str = FRAMEWORK_VERSION
+    py_version: str = PY_VERSION
 
     def __post_init__(self) -> None:
         if not (self.code_uri.startswith("s3://") and self.code_uri.endswith(".tar.gz")):
@@ -307,13 +311,23 @@ def _parameters(spec: PipelineDefinitionSpec) -> _Parameters:
 
 
 def _image_uri(spec: PipelineDefinitionSpec, instance_type: str, scope: str) -> str:
+    return _pytorch_image(spec.region, instance_type, scope, spec.framework_version, spec.py_version)
+
+
+def inference_image_uri(region: str, instance_type: str) -> str:
+    """The SageMaker PyTorch inference image the pipeline registers models with, for ``region``."""
+    with _offline_sdk(region):
+        return _pytorch_image(region, instance_type, "inference", FRAMEWORK_VERSION, PY_VERSION)
+
+
+def _pytorch_image(region: str, instance_type: str, scope: str, version: str, py_version: str) -> str:
     from sagemaker.core import image_uris
 
     uri: str = image_uris.retrieve(
         "pytorch",
-        spec.region,
-        version=spec.framework_version,
-        py_version=spec.py_version,
+        region,
+        version=version,
+        py_version=py_version,
         instance_type=instance_type,
         image_scope=scope,
     )

@@ -47,6 +47,10 @@ PROD_MIN_BAKING_SECONDS = 300
 # SageMaker instance families with NVIDIA GPUs (inf/trn are accelerators, not CUDA GPUs).
 GPU_INSTANCE_FAMILIES = ("g4dn", "g5", "g6", "g6e", "gr6", "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en")
 MAX_TRAINING_RUNTIME_SECONDS = 28 * 24 * 3600  # SageMaker's ceiling for a training job
+# SageMaker's MaximumExecutionTimeoutInSeconds is at most 8 h; keep 30 min for provisioning.
+DEPLOYMENT_TIMEOUT_CEILING_SECONDS = 8 * 3600
+PROVISIONING_ALLOWANCE_SECONDS = 1800
+MAX_DEPLOYMENT_WAIT_SECONDS = DEPLOYMENT_TIMEOUT_CEILING_SECONDS - PROVISIONING_ALLOWANCE_SECONDS
 
 INSTANCE_TYPE_PATTERN = r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
 InstanceType = Annotated[str, StringConstraints(pattern=INSTANCE_TYPE_PATTERN)]
@@ -131,6 +135,15 @@ class ServingConfig(_Section):
     scale_out_cooldown_seconds: Annotated[int, Field(ge=0)] = 60
     data_capture_percent: Percent = 100
     variants: Annotated[tuple[VariantConfig, ...], Field(min_length=1)] = (VariantConfig(name="primary"),)
+    # The approved model version the endpoint is first created with. Unset: no endpoint yet (train,
+    # approve, then set it). Later versions roll out through the registry approval (the deployer).
+    model_package_arn: (
+        Annotated[
+            str,
+            StringConstraints(pattern=r"^arn:aws[\w-]*:sagemaker:[\w-]+:\d{12}:model-package/[\w-]+/\d+$"),
+        ]
+        | None
+    ) = None
 
 
 class DeploymentConfig(_Section):
@@ -426,6 +439,13 @@ def _deployment_issues(config: StackConfig) -> Iterable[ConfigIssue]:
             deployment.strategy.value,
             "blue/green canary or linear updates need a single variant; A/B variants use 'all-at-once'",
         )
+    if deployment_wait_seconds(deployment) > MAX_DEPLOYMENT_WAIT_SECONDS:
+        yield ConfigIssue(
+            f"{PROJECT}:deployment.bakingSeconds",
+            deployment.baking_seconds,
+            f"the traffic-shifting steps and waits must fit SageMaker's {MAX_DEPLOYMENT_WAIT_SECONDS} s "
+            "deployment limit: fewer or larger steps, or a shorter bake",
+        )
     if len(set(deployment.rollback_alarms)) != len(deployment.rollback_alarms):
         yield ConfigIssue(
             f"{PROJECT}:deployment.rollbackAlarms",
@@ -482,6 +502,19 @@ def _prod_issues(config: StackConfig) -> Iterable[ConfigIssue]:
         yield ConfigIssue(
             f"{PROJECT}:budget.monthlyUsd", None, "prod needs a monthly budget (a positive number)"
         )
+
+
+def traffic_shift_steps(deployment: DeploymentConfig) -> int:
+    """How many baking waits a deployment goes through before all traffic is on the new fleet."""
+    if deployment.strategy is DeploymentStrategy.CANARY:
+        return 2
+    if deployment.strategy is DeploymentStrategy.LINEAR:
+        return -(-100 // deployment.linear_step_percent)
+    return 1
+
+
+def deployment_wait_seconds(deployment: DeploymentConfig) -> int:
+    return traffic_shift_steps(deployment) * deployment.baking_seconds + deployment.termination_wait_seconds
 
 
 def instance_family(instance_type: str) -> str:

@@ -368,7 +368,7 @@ def image_repository_arns(definition_json: str) -> list[str]:
     """ECR repository ARNs of every container image the pipeline definition names."""
     images: set[str] = set()
     _collect_images(json.loads(definition_json), images)
-    return sorted(_repository_arn(image) for image in images)
+    return sorted(image_repository_arn(image) for image in images)
 
 
 def _collect_images(node: Any, images: set[str]) -> None:
@@ -387,7 +387,7 @@ def _collect_images(node: Any, images: set[str]) -> None:
             _collect_images(item, images)
 
 
-def _repository_arn(image_uri: str) -> str:
+def image_repository_arn(image_uri: str) -> str:
     """``<account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repo>:<tag>`` -> the repository's ARN."""
     registry, _, repository = image_uri.partition("/")
     account, _, _, region, *_ = registry.split(".")

@@ -186,6 +186,20 @@ BAD_CONFIGS = [
         id="prod-without-budget",
     ),
     pytest.param(
+        {"ml-platform:deployment": {"strategy": "linear", "linearStepPercent": 1, "bakingSeconds": 3600}},
+        "ml-platform:deployment.bakingSeconds",
+        "3600",
+        "must fit SageMaker's 27000 s deployment limit",
+        id="linear-rollout-longer-than-sagemaker-allows",
+    ),
+    pytest.param(
+        {"ml-platform:serving": {"modelPackageArn": "arn:aws:sagemaker:us-east-1:123456789012:model/x"}},
+        "ml-platform:serving.modelPackageArn",
+        "'arn:aws:sagemaker:us-east-1:123456789012:model/x'",
+        "should match pattern",
+        id="not-a-model-package-version",
+    ),
+    pytest.param(
         {"ml-platform:alarms": {"confidenceWarn": 0.8, "confidenceRetrain": 0.85}},
         "ml-platform:alarms.confidenceRetrain",
         "0.85",
