@@ -6,6 +6,7 @@ from infra.alerts import Alerts, AlertsArgs
 from infra.api import PredictionApi, PredictionApiArgs
 from infra.context import create_stack_context, load_stack_config_from_pulumi
 from infra.data_lake import DataLake, DataLakeArgs
+from infra.deployer import Deployer, DeployerArgs
 from infra.registry import ModelRegistry, ModelRegistryArgs
 from infra.serving import InferenceEndpoint, InferenceEndpointArgs
 from infra.training import TrainingPipeline, TrainingPipelineArgs
@@ -89,6 +90,28 @@ prediction_api = PredictionApi(
     ),
     opts=context.component_opts(),
 )
+deployer = Deployer(
+    "deployer",
+    DeployerArgs(
+        name_prefix=config.name_prefix,
+        region=config.region,
+        account_id=context.account_id,
+        partition=context.partition,
+        environment=config.environment.value,
+        endpoint_name=config.endpoint_name,
+        model_package_group_name=registry.group_name,
+        model_role_arn=serving.role.arn,
+        kms_key_arn=data_lake.key.arn,
+        capture_uri=serving.capture_uri,
+        serving=config.serving,
+        deployment=config.deployment,
+        rollback_alarm_names=[alarm.name for alarm in serving.rollback_alarms.values()],
+        rollback_alarm_arns=[alarm.arn for alarm in serving.rollback_alarms.values()],
+        alarm_topic_arn=alerts.topic.arn,
+        functions=prediction_api.function_settings,
+    ),
+    opts=context.component_opts(),
+)
 
 pulumi.export("environment", config.environment.value)
 pulumi.export("region", config.region)
@@ -113,3 +136,4 @@ pulumi.export("endpointName", config.endpoint_name)
 pulumi.export("modelRoleArn", serving.role.arn)
 pulumi.export("dataCaptureUri", serving.capture_uri)
 pulumi.export("rollbackAlarmNames", [alarm.name for alarm in serving.rollback_alarms.values()])
+pulumi.export("deployerFunctionName", deployer.function.name)

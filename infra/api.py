@@ -13,31 +13,24 @@ See docs/api.md for the error contract and the functions' environment.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import importlib.metadata
 import json
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from handlers.packaging import DEFAULT_OUT, HANDLER_ENTRYPOINTS, build_handlers_zip, build_layer_zip
+from handlers.packaging import HANDLER_ENTRYPOINTS
 from infra.data_lake import RAW_PREFIX, raw_data_created_pattern
+from infra.functions import FunctionBuilder, FunctionSettings, handlers_code, powertools_layer
 from infra.iam import policy_document, service_assume_role_policy
 from infra.stack_config import ApiAuth, ApiConfig
 
 COMPONENT_TYPE = "mlplatform:index:PredictionApi"
-RUNTIME = "python3.11"
-# handlers/packaging.py downloads the layer for manylinux2014_x86_64: the functions must match it.
-ARCHITECTURE = "x86_64"
 STAGE_NAME = "live"
 API_GATEWAY_TIMEOUT_SECONDS = 29  # REST API integrations give up after 29 s
 METRICS_NAMESPACE = "ml-platform"
-LOG_LEVEL = "INFO"
 INPUT_SCHEMA_KEY = "serving/input-schema.json"
 PROCESSED_PREFIXES = ("processed/", "quarantine/")
 # Batch preprocessing: objects up to 256 MiB are read whole, so the function gets room for them.
@@ -47,8 +40,6 @@ BATCH_RESERVED_CONCURRENCY = 10
 BATCH_MAX_RETRIES = 2  # Lambda's async retries (at most 2); then the event goes to the DLQ
 BATCH_MAX_EVENT_AGE_SECONDS = 6 * 3600
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum: time to inspect and replay failures
-# The layer zip is cached per powertools version: building it downloads from the package index.
-LAYER_CACHE_DIR = DEFAULT_OUT / "layer-cache"
 
 # What a prediction request must look like before the Lambda sees it (JSON Schema draft 4). The
 # Lambda checks the instances themselves against the model's input schema.
@@ -139,34 +130,6 @@ def deployment_spec(auth: ApiAuth) -> str:
     )
 
 
-def powertools_layer_zip(cache_dir: Path | None = None) -> Path:
-    """The powertools layer zip, built once per powertools version and reused afterwards.
-
-    ``build_layer_zip`` downloads from the package index (10 s or more) and always rebuilds, so
-    every ``pulumi preview`` and offline plan would pay for it. The cached zip is keyed by the
-    powertools version the lock installs; delete the folder to force a rebuild.
-    """
-    folder = cache_dir or LAYER_CACHE_DIR
-    version = importlib.metadata.version("aws-lambda-powertools")
-    cached = folder / f"powertools-{version}-{RUNTIME}-{ARCHITECTURE}.zip"
-    if cached.is_file():
-        return cached
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        artifact = build_layer_zip(Path(scratch))
-        if artifact.note.startswith("copied"):
-            pulumi.log.warn(f"powertools layer {artifact.note}; check it matches Lambda's platform")
-        assert artifact.path is not None
-        # Built aside and renamed into place: a concurrent run never reads a half-written zip.
-        artifact.path.replace(cached)
-    return cached
-
-
-def source_code_hash(path: Path) -> str:
-    """What Lambda reports as CodeSha256: base64 of the zip's SHA-256."""
-    return base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
-
-
 @dataclass
 class PredictionApiArgs:
     """Inputs of a :class:`PredictionApi`.
@@ -254,11 +217,20 @@ class PredictionApi(pulumi.ComponentResource):
             args.bucket_arns["artifacts"], "/", args.input_schema_key
         )
 
-        handlers_zip = build_handlers_zip()
-        assert handlers_zip.path is not None
-        self._code = pulumi.FileArchive(str(handlers_zip.path))
-        self._code_hash = source_code_hash(handlers_zip.path)
-        self.layer_arn = self._powertools_layer()
+        code, code_hash = handlers_code()
+        self.layer_arn = powertools_layer(
+            f"{name}-powertools-layer", args.name_prefix, args.api.powertools_layer_arn, self._child()
+        )
+        self.function_settings = FunctionSettings(
+            name_prefix=args.name_prefix,
+            account_id=args.account_id,
+            kms_key_arn=args.kms_key_arn,
+            log_retention_days=args.log_retention_days,
+            code=code,
+            code_hash=code_hash,
+            layer_arn=self.layer_arn,
+        )
+        self._functions = FunctionBuilder(self, name, self.function_settings)
 
         self.api_function = self._api_function()
         self.rest_api = aws.apigateway.RestApi(
@@ -320,120 +292,12 @@ class PredictionApi(pulumi.ComponentResource):
             "arn:", args.partition, ":", service, ":", args.region, ":", args.account_id, ":", resource
         )
 
-    def _log_group(self, key: str, log_group_name: pulumi.Input[str]) -> aws.cloudwatch.LogGroup:
-        """A log group created before its writer, so it is never auto-created without retention or KMS."""
-        return aws.cloudwatch.LogGroup(
-            f"{self._name}-{key}-logs",
-            name=log_group_name,
-            retention_in_days=self._args.log_retention_days,
-            kms_key_id=self._args.kms_key_arn,
-            opts=self._child(),
-        )
-
-    @staticmethod
-    def _log_statements(group: aws.cloudwatch.LogGroup) -> list[dict[str, object]]:
-        return [
-            {
-                "Sid": "WriteOwnLogs",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [group.arn, pulumi.Output.concat(group.arn, ":*")],
-            },
-            {
-                # X-Ray trace segments have no resource-level permissions: "*" is the only resource.
-                "Sid": "WriteTraces",
-                "Effect": "Allow",
-                "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
-                "Resource": "*",
-            },
-        ]
-
-    def _function_role(
-        self, key: str, description: str, statements: list[dict[str, object]]
-    ) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
-        role = aws.iam.Role(
-            f"{self._name}-{key}-role",
-            name=f"{self._args.name_prefix}-{key}",
-            description=description,
-            assume_role_policy=service_assume_role_policy("lambda.amazonaws.com", self._args.account_id),
-            opts=self._child(),
-        )
-        policy = aws.iam.RolePolicy(
-            f"{self._name}-{key}-policy",
-            role=role.id,
-            policy=policy_document(*statements),
-            opts=self._child(),
-        )
-        return role, policy
-
-    def _function(
-        self,
-        key: str,
-        *,
-        handler: str,
-        description: str,
-        memory_mb: int,
-        timeout_seconds: int,
-        reserved_concurrency: int,
-        environment: dict[str, pulumi.Input[str]],
-        statements: list[dict[str, object]],
-    ) -> aws.lambda_.Function:
-        """A function with its own role (inline policy only), log group and X-Ray tracing."""
-        function_name = f"{self._args.name_prefix}-{key}"
-        group = self._log_group(key, f"/aws/lambda/{function_name}")
-        role, policy = self._function_role(key, description, [*statements, *self._log_statements(group)])
-        return aws.lambda_.Function(
-            f"{self._name}-{key}",
-            name=function_name,
-            description=description,
-            role=role.arn,
-            runtime=RUNTIME,
-            architectures=[ARCHITECTURE],
-            handler=handler,
-            code=self._code,
-            source_code_hash=self._code_hash,
-            layers=[self.layer_arn],
-            memory_size=memory_mb,
-            timeout=timeout_seconds,
-            reserved_concurrent_executions=reserved_concurrency,
-            tracing_config={"mode": "Active"},
-            logging_config={
-                "log_format": "JSON",
-                "log_group": group.name,
-                "application_log_level": LOG_LEVEL,
-                "system_log_level": "WARN",
-            },
-            environment={"variables": {"LOG_LEVEL": LOG_LEVEL, **environment}},
-            kms_key_arn=self._args.kms_key_arn,
-            # The first invocation needs its permissions and must not auto-create an unencrypted log group.
-            opts=self._child(depends_on=[policy, group]),
-        )
-
-    # --- Lambda artifacts --------------------------------------------------------------------------------
-
-    def _powertools_layer(self) -> pulumi.Input[str]:
-        args = self._args
-        if args.api.powertools_layer_arn:
-            return args.api.powertools_layer_arn
-        path = powertools_layer_zip()
-        layer = aws.lambda_.LayerVersion(
-            f"{self._name}-powertools-layer",
-            layer_name=f"{args.name_prefix}-powertools",
-            description="aws-lambda-powertools[parser,tracer] for the platform's functions",
-            code=pulumi.FileArchive(str(path)),
-            source_code_hash=source_code_hash(path),
-            compatible_runtimes=[RUNTIME],
-            compatible_architectures=[ARCHITECTURE],
-            opts=self._child(),
-        )
-        return layer.arn
-
     # --- the API function ------------------------------------------------------------------------------
 
     def _api_function(self) -> aws.lambda_.Function:
         args = self._args
         api = args.api
-        return self._function(
+        return self._functions.function(
             "predict-api",
             handler=HANDLER_ENTRYPOINTS["predict_api"],
             description="Prediction API: validates requests and invokes the SageMaker endpoint",
@@ -610,12 +474,12 @@ class PredictionApi(pulumi.ComponentResource):
     def _stage(self, deployment: aws.apigateway.Deployment) -> aws.apigateway.Stage:
         args = self._args
         api = args.api
-        access_logs = self._log_group(
+        access_logs = self._functions.log_group(
             "api-access", f"/aws/apigateway/{args.name_prefix}-prediction-api/access"
         )
         # Execution logs (errors only) go to the group API Gateway names itself; creating it first
         # gives it retention and the stack key.
-        execution_logs = self._log_group(
+        execution_logs = self._functions.log_group(
             "api-execution",
             pulumi.Output.concat("API-Gateway-Execution-Logs_", self.rest_api.id, "/", STAGE_NAME),
         )
@@ -842,7 +706,7 @@ class PredictionApi(pulumi.ComponentResource):
         args = self._args
         arns = args.bucket_arns
         processed_objects = [pulumi.Output.concat(arns["processed"], "/", p, "*") for p in PROCESSED_PREFIXES]
-        function = self._function(
+        function = self._functions.function(
             "preprocess-batch",
             handler=HANDLER_ENTRYPOINTS["preprocess_batch"],
             description="Cleans objects landing under raw/ into processed/ (bad records to quarantine/)",

@@ -18,6 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from handlers._deploy_plan import has_instance_storage
 from infra.iam import policy_document, service_assume_role_policy
 from infra.pipeline_definition import inference_image_uri
 from infra.stack_config import (
@@ -289,7 +290,9 @@ class InferenceEndpoint(pulumi.ComponentResource):
         )
         config = aws.sagemaker.EndpointConfiguration(
             f"{self._name}-bootstrap-config",
-            kms_key_arn=args.kms_key_arn,
+            # SageMaker refuses a volume key for instances with local NVMe storage (g4dn, g5, ...):
+            # their instance store is encrypted by the hardware. Captured data is always KMS-encrypted.
+            kms_key_arn=None if has_instance_storage(args.serving.instance_type) else args.kms_key_arn,
             production_variants=[
                 {
                     "variant_name": variant.name,

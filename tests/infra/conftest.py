@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import infra.api
+import infra.functions
 from infra.offline import Plan, PlannedResource, run_offline
 from infra.stack_config import read_stack_values
 
@@ -34,7 +34,7 @@ def fake_layer_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
     folder = tmp_path_factory.mktemp("layer-cache")
     fake_layer_zip(folder)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(infra.api, "LAYER_CACHE_DIR", folder)
+        patch.setattr(infra.functions, "LAYER_CACHE_DIR", folder)
         yield folder
 
 

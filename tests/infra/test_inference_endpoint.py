@@ -62,13 +62,23 @@ def test_the_model_is_the_approved_package_and_runs_network_isolated(served: Pla
     assert model.inputs["executionRoleArn"] == served.named("serving-model-role").outputs["arn"]
 
 
-def test_the_config_uses_the_configured_instances_and_the_stack_key(served: Plan) -> None:
+def test_the_config_uses_the_configured_instances(served: Plan) -> None:
     config = endpoint_config(served).inputs
     (variant,) = config["productionVariants"]
     expected = {"dev": ("ml.m5.large", 1), "prod": ("ml.g4dn.xlarge", 2)}[served.stack]
     assert (variant["instanceType"], variant["initialInstanceCount"]) == expected
     assert variant["variantName"] == "primary"
-    assert config["kmsKeyArn"] == served.outputs["kmsKeyArn"]
+
+
+@pytest.mark.parametrize(("instance_type", "volume_key"), [("ml.m5.large", True), ("ml.g4dn.xlarge", False)])
+def test_volumes_use_the_stack_key_unless_the_instance_has_local_nvme_storage(
+    instance_type: str, volume_key: bool
+) -> None:
+    # SageMaker refuses a volume key for g4dn/g5/... (their instance store is hardware-encrypted)
+    plan = with_model("dev", instanceType=instance_type)
+    config = endpoint_config(plan).inputs
+    assert (config.get("kmsKeyArn") == plan.outputs["kmsKeyArn"]) is volume_key
+    assert config["dataCaptureConfig"]["kmsKeyId"] == plan.outputs["kmsKeyArn"]
 
 
 def test_prod_serves_on_at_least_two_gpu_instances(prod_plan: Plan) -> None:

@@ -1,0 +1,310 @@
+"""Dynamic batching: concurrent requests share one ``predict_fn`` call.
+
+Policy (continuous batching with a bounded fill window):
+
+- The model runs one batch at a time. When it is idle, a request's thread runs its own input at
+  once: a lone caller never waits for a timer, so one caller sees the latency of an unbatched
+  server (same thread, same hops).
+- While a batch runs, newly decoded inputs queue. When it finishes, the oldest waiting request
+  becomes the next leader and takes everything queued that fits (``max_batch_size`` rows, same
+  trailing shape, dtype and device) — the batch size follows the load by itself.
+- The leader waits only for requests it knows are coming (accepted and still in ``input_fn``),
+  and never past ``max_batch_delay`` after the first queued item; with nothing on the way it
+  dispatches immediately.
+
+The leader is the first waiting request's own worker thread (leader/follower), not a dedicated
+thread: a hand-off to a batching thread and back would add two thread wake-ups to every
+request, which is most of the cost at one caller. Either way exactly one forward pass runs at a
+time, and never on the event loop.
+
+Inputs are concatenated along dim 0 only when every one is a ``torch.Tensor`` (or every one a
+``numpy.ndarray``) with at least two dimensions; anything else runs alone. The output is split
+back per request when it is a tensor/array whose first dimension is the total row count, a
+list/tuple of that length, or a dict of such. If a batched ``predict_fn`` raises, each request
+of that batch is retried alone so only the bad one fails. If an output cannot be split, each
+request is rerun alone and batching is switched off (the model's outputs are not row-aligned).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """How a request was served: how many requests and rows shared its forward pass."""
+
+    requests: int
+    rows: int
+
+
+@dataclass
+class _Item:
+    data: Any
+    rows: int | None  # None: cannot be batched with others
+    key: tuple[Any, ...] | None
+    enqueued: float = field(default_factory=time.monotonic)
+    event: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+    info: BatchInfo = BatchInfo(1, 0)
+
+    def finish(self, result: Any, error: BaseException | None, info: BatchInfo) -> None:
+        self.result, self.error, self.info, self.done = result, error, info, True
+        self.event.set()
+
+
+class BatchMetrics:
+    """Counters for ``GET /metrics`` (thread-safe; one set per worker process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.forward_passes = 0
+        self.batched_requests = 0
+        self.rows = 0
+        self.retried_alone = 0
+        self.requests_per_batch: dict[int, int] = {}
+
+    def record(self, requests: int, rows: int) -> None:
+        with self._lock:
+            self.forward_passes += 1
+            self.batched_requests += requests
+            self.rows += rows
+            self.requests_per_batch[requests] = self.requests_per_batch.get(requests, 0) + 1
+
+    def record_retry(self, requests: int) -> None:
+        with self._lock:
+            self.retried_alone += requests
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            passes = self.forward_passes
+            return {
+                "batches": passes,
+                "batched_requests": self.batched_requests,
+                "rows": self.rows,
+                "mean_batch_size": round(self.batched_requests / passes, 3) if passes else 0.0,
+                "mean_batch_rows": round(self.rows / passes, 3) if passes else 0.0,
+                "largest_batch": max(self.requests_per_batch, default=0),
+                "batches_with_more_than_one_request": sum(
+                    count for size, count in self.requests_per_batch.items() if size > 1
+                ),
+                "batch_size_histogram": {str(k): v for k, v in sorted(self.requests_per_batch.items())},
+                "retried_alone": self.retried_alone,
+            }
+
+
+class Batcher:
+    """Runs ``predict(data)`` for concurrent callers, sharing forward passes when allowed.
+
+    Parameters: ``predict`` the model call (``predict_fn`` bound to the model); ``enabled`` False
+    gives one request per forward pass (still one at a time); ``max_batch_size`` rows per pass;
+    ``max_batch_delay_s`` the longest a queued request waits for others known to be on the way.
+    """
+
+    def __init__(
+        self,
+        predict: Callable[[Any], Any],
+        *,
+        enabled: bool = True,
+        max_batch_size: int = 32,
+        max_batch_delay_s: float = 0.005,
+        metrics: BatchMetrics | None = None,
+    ) -> None:
+        self._predict = predict
+        self.enabled = enabled
+        self._max_rows = max(1, max_batch_size)
+        self._max_delay = max(0.0, max_batch_delay_s)
+        self.metrics = metrics or BatchMetrics()
+        self._cond = threading.Condition()
+        self._queue: deque[_Item] = deque()
+        self._busy = False  # a leader is collecting or running a batch
+        self._preparing = 0  # accepted requests still in input_fn
+
+    def depth(self) -> dict[str, int]:
+        """Requests in ``input_fn``, queued for the model, and whether a batch is running."""
+        with self._cond:
+            return {"preparing": self._preparing, "queued": len(self._queue), "model_busy": int(self._busy)}
+
+    def run(self, prepare: Callable[[], Any]) -> tuple[Any, BatchInfo]:
+        """``prepare()`` (the request's ``input_fn``), then its prediction; raises what they raise."""
+        with self._cond:
+            self._preparing += 1
+        try:
+            data = prepare()
+        except BaseException:
+            with self._cond:
+                self._preparing -= 1
+                self._cond.notify()
+            raise
+        return self._submit(data)
+
+    def _submit(self, data: Any) -> tuple[Any, BatchInfo]:
+        rows, key = _batch_key(data) if self.enabled else (None, None)
+        item = _Item(data, rows, key)
+        with self._cond:
+            self._preparing -= 1
+            self._queue.append(item)
+            self._cond.notify()  # a leader may be waiting for this one
+            lead = not self._busy
+            self._busy = True
+        while not item.done:
+            if not lead:
+                item.event.wait()
+                if item.done:
+                    break
+            # Leading: the queue was empty (so this item is the only one) or this item was handed
+            # the lead as the oldest queued one; either way it is in the batch collected here.
+            try:
+                with self._cond:
+                    batch = self._collect()
+                self._execute(batch)
+            finally:
+                with self._cond:
+                    if self._queue:
+                        successor = self._queue[0]
+                        successor.event.set()  # not done yet, so it wakes up as the next leader
+                    else:
+                        self._busy = False
+            lead = False
+        if item.error is not None:
+            raise item.error
+        return item.result, item.info
+
+    def _collect(self) -> list[_Item]:
+        """Pop the next batch (called with the lock held; may wait for requests on the way)."""
+        first = self._queue[0]
+        if not self.enabled or first.rows is None:
+            return [self._queue.popleft()]
+        deadline = first.enqueued + self._max_delay
+        while True:
+            count, rows, blocked = self._fitting()
+            if blocked or rows >= self._max_rows or self._preparing == 0:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._cond.wait(remaining)
+        return [self._queue.popleft() for _ in range(count)]
+
+    def _fitting(self) -> tuple[int, int, bool]:
+        """(items from the front that batch together, their rows, whether the next one can't join)."""
+        first = self._queue[0]
+        count, rows = 1, first.rows or 0
+        for item in list(self._queue)[1:]:
+            if item.rows is None or item.key != first.key or rows + item.rows > self._max_rows:
+                return count, rows, True
+            count, rows = count + 1, rows + item.rows
+        return count, rows, False
+
+    def _execute(self, batch: list[_Item]) -> None:
+        try:
+            if len(batch) == 1:
+                self._run_alone(batch[0])
+            else:
+                self._run_batch(batch)
+        except BaseException as exc:  # never leave a waiting request hanging
+            for item in batch:
+                if not item.done:
+                    item.finish(None, exc, BatchInfo(len(batch), 0))
+            raise
+
+    def _run_alone(self, item: _Item) -> None:
+        rows = item.rows or _leading_rows(item.data)
+        try:
+            result = self._predict(item.data)
+        except Exception as exc:
+            item.finish(None, exc, BatchInfo(1, rows))
+        else:
+            item.finish(result, None, BatchInfo(1, rows))
+        self.metrics.record(1, rows)
+
+    def _run_batch(self, batch: list[_Item]) -> None:
+        sizes = [item.rows or 0 for item in batch]
+        started = time.perf_counter()
+        try:
+            output = self._predict(_concatenate([item.data for item in batch]))
+        except Exception:
+            self.metrics.record(len(batch), sum(sizes))
+            logger.warning("a batch of %d requests failed; retrying each alone", len(batch), exc_info=True)
+            self._retry_alone(batch)
+            return
+        self.metrics.record(len(batch), sum(sizes))
+        parts = split_rows(output, sizes)
+        if parts is None:
+            logger.warning(
+                "predict_fn output (%s) cannot be split per request; batching is now off",
+                type(output).__name__,
+            )
+            self.enabled = False
+            self._retry_alone(batch)
+            return
+        info = BatchInfo(len(batch), sum(sizes))
+        for item, part in zip(batch, parts, strict=True):
+            item.finish(part, None, info)
+        logger.debug(
+            "batch of %d requests, %d rows in %.2f ms",
+            info.requests,
+            info.rows,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def _retry_alone(self, batch: list[_Item]) -> None:
+        self.metrics.record_retry(len(batch))
+        for item in batch:
+            self._run_alone(item)
+
+
+def _batch_key(data: Any) -> tuple[int | None, tuple[Any, ...] | None]:
+    """(rows, compatibility key) for an input that can share a batch, else (None, None)."""
+    if isinstance(data, torch.Tensor) and data.dim() >= 2 and data.shape[0] > 0:
+        return int(data.shape[0]), ("torch", data.dtype, data.device, tuple(data.shape[1:]), data.layout)
+    if isinstance(data, np.ndarray) and data.ndim >= 2 and data.shape[0] > 0 and data.dtype != object:
+        return int(data.shape[0]), ("numpy", data.dtype.str, tuple(data.shape[1:]))
+    return None, None
+
+
+def _leading_rows(data: Any) -> int:
+    shape = getattr(data, "shape", None)
+    if shape is not None and len(shape) >= 1:
+        return int(shape[0])
+    return len(data) if isinstance(data, list | tuple) else 1
+
+
+def _concatenate(inputs: list[Any]) -> Any:
+    if isinstance(inputs[0], torch.Tensor):
+        return torch.cat(inputs, dim=0)
+    return np.concatenate(inputs, axis=0)
+
+
+def split_rows(output: Any, sizes: Sequence[int]) -> list[Any] | None:
+    """``output`` cut into consecutive row blocks of ``sizes``, or None if it is not row-aligned."""
+    total = sum(sizes)
+    bounds = np.cumsum([0, *sizes]).tolist()
+    if isinstance(output, torch.Tensor | np.ndarray):
+        if output.ndim >= 1 and output.shape[0] == total:
+            return [output[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return None
+    if type(output) in (list, tuple) and len(output) == total:
+        return [output[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    if type(output) is dict and output:
+        columns = {name: split_rows(value, sizes) for name, value in output.items()}
+        if any(parts is None for parts in columns.values()):
+            return None
+        return [
+            {name: parts[i] for name, parts in columns.items() if parts is not None}
+            for i in range(len(sizes))
+        ]
+    return None

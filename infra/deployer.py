@@ -1,0 +1,236 @@
+"""Deployer: approving a model version rolls it out to the endpoint, and every rollout is verified.
+
+The deployer Lambda (``handlers.deployer``) runs on two EventBridge rules: a model package of this
+stack's group turning ``Approved`` (create a new model and endpoint config, update the endpoint
+blue/green with the stack's deployment settings), and any state change of this stack's endpoint
+(verify it ended ``InService`` on the expected config; a rollback is a failed deployment). One
+deployment at a time (reserved concurrency 1); failures go to the alert topic and raise an alarm.
+See docs/deployments.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from handlers._deploy_plan import approval_event_pattern, endpoint_event_pattern
+from handlers.packaging import HANDLER_ENTRYPOINTS
+from infra.functions import FunctionBuilder, FunctionSettings
+from infra.stack_config import DeploymentConfig, ServingConfig
+
+COMPONENT_TYPE = "mlplatform:index:Deployer"
+MEMORY_MB = 256
+TIMEOUT_SECONDS = 300
+# One rollout at a time: a second approval waits instead of racing the first one's update.
+RESERVED_CONCURRENCY = 1
+MAX_ASYNC_RETRIES = 2
+METRICS_NAMESPACE = "ml-platform"
+
+
+@dataclass
+class DeployerArgs:
+    """Inputs of a :class:`Deployer`.
+
+    Parameters
+    ----------
+    name_prefix, region, account_id, partition, environment: where it runs.
+    endpoint_name, model_package_group_name: what it deploys, from where.
+    model_role_arn, kms_key_arn, capture_uri: what new models and endpoint configs get.
+    serving, deployment: instance settings and the blue/green strategy.
+    rollback_alarm_names, rollback_alarm_arns: the alarms an update rolls back on.
+    alarm_topic_arn: failed deployments notify this topic.
+    functions: the stack's shared Lambda settings (code, layer, logs).
+    """
+
+    name_prefix: str
+    region: str
+    account_id: pulumi.Input[str]
+    partition: pulumi.Input[str]
+    environment: str
+    endpoint_name: str
+    model_package_group_name: str
+    model_role_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    capture_uri: pulumi.Input[str]
+    serving: ServingConfig
+    deployment: DeploymentConfig
+    rollback_alarm_names: list[pulumi.Output[str]]
+    rollback_alarm_arns: list[pulumi.Output[str]]
+    alarm_topic_arn: pulumi.Input[str]
+    functions: FunctionSettings
+
+
+class Deployer(pulumi.ComponentResource):
+    """The deployer function, its two triggers, its scoped role and its failure alarm."""
+
+    function: aws.lambda_.Function
+
+    def __init__(self, name: str, args: DeployerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        self._name = name
+        self._args = args
+        self.function = FunctionBuilder(self, name, args.functions).function(
+            "deployer",
+            handler=HANDLER_ENTRYPOINTS["deployer"],
+            description="Rolls approved model versions out to the endpoint and verifies each rollout",
+            memory_mb=MEMORY_MB,
+            timeout_seconds=TIMEOUT_SECONDS,
+            reserved_concurrency=RESERVED_CONCURRENCY,
+            environment=self._environment(),
+            statements=self._statements(),
+        )
+        aws.lambda_.FunctionEventInvokeConfig(
+            f"{name}-async",
+            function_name=self.function.name,
+            maximum_retry_attempts=MAX_ASYNC_RETRIES,
+            destination_config={"on_failure": {"destination": args.alarm_topic_arn}},
+            opts=self._child(),
+        )
+        self._trigger(
+            "approved", approval_event_pattern(args.model_package_group_name), "A version was approved"
+        )
+        self._trigger(
+            "endpoint-changed", endpoint_event_pattern(args.endpoint_name), "The endpoint changed state"
+        )
+        self.failure_alarm = self._failure_alarm()
+        self.register_outputs({"functionName": self.function.name, "functionArn": self.function.arn})
+
+    def _child(self, **kwargs: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, **kwargs)
+
+    def _arn(self, service: str, resource: str) -> pulumi.Output[str]:
+        args = self._args
+        return pulumi.Output.concat(
+            "arn:", args.partition, ":", service, ":", args.region, ":", args.account_id, ":", resource
+        )
+
+    def _environment(self) -> dict[str, pulumi.Input[str]]:
+        args = self._args
+        deployment = args.deployment
+        return {
+            "POWERTOOLS_SERVICE_NAME": "deployer",
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "ENVIRONMENT": args.environment,
+            "MODEL_PACKAGE_GROUP": args.model_package_group_name,
+            "ENDPOINT_NAME": args.endpoint_name,
+            "SAGEMAKER_EXECUTION_ROLE_ARN": args.model_role_arn,
+            "KMS_KEY_ARN": args.kms_key_arn,
+            "DATA_CAPTURE_S3_URI": args.capture_uri,
+            "DATA_CAPTURE_PERCENT": str(int(args.serving.data_capture_percent)),
+            "VARIANT_NAME": args.serving.variants[0].name,
+            "INSTANCE_TYPE": args.serving.instance_type,
+            "INITIAL_INSTANCE_COUNT": str(args.serving.min_instances),
+            "DEPLOYMENT_STRATEGY": deployment.strategy.value,
+            "CANARY_PERCENT": str(deployment.canary_percent),
+            "LINEAR_STEP_PERCENT": str(deployment.linear_step_percent),
+            "BAKING_SECONDS": str(deployment.baking_seconds),
+            "TERMINATION_WAIT_SECONDS": str(deployment.termination_wait_seconds),
+            "ROLLBACK_ALARM_NAMES": pulumi.Output.json_dumps(args.rollback_alarm_names),
+        }
+
+    def _statements(self) -> list[dict[str, object]]:
+        args = self._args
+        group = args.model_package_group_name
+        created = [
+            self._arn("sagemaker", f"model/{group}-*"),
+            self._arn("sagemaker", f"endpoint-config/{group}-*"),
+            self._arn("sagemaker", f"endpoint/{args.endpoint_name.lower()}"),
+        ]
+        return [
+            {
+                "Sid": "ReadApprovedVersions",
+                "Effect": "Allow",
+                "Action": "sagemaker:DescribeModelPackage",
+                "Resource": self._arn("sagemaker", f"model-package/{group}/*"),
+            },
+            {
+                "Sid": "RollOutToThisEndpoint",
+                "Effect": "Allow",
+                "Action": [
+                    "sagemaker:CreateModel",
+                    "sagemaker:CreateEndpointConfig",
+                    "sagemaker:CreateEndpoint",
+                    "sagemaker:UpdateEndpoint",
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:DescribeEndpointConfig",
+                    "sagemaker:AddTags",
+                    "sagemaker:ListTags",
+                ],
+                "Resource": created,
+            },
+            {
+                "Sid": "PassModelRoleToSageMaker",
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": args.model_role_arn,
+                "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            },
+            {
+                # New endpoint configs encrypt capture (and volumes where allowed) with the stack key.
+                "Sid": "UseStackKeyForEndpoints",
+                "Effect": "Allow",
+                "Action": ["kms:CreateGrant", "kms:DescribeKey"],
+                "Resource": args.kms_key_arn,
+            },
+            {
+                "Sid": "ReadRollbackAlarms",
+                "Effect": "Allow",
+                "Action": "cloudwatch:DescribeAlarms",
+                "Resource": args.rollback_alarm_arns,
+            },
+            {
+                "Sid": "ReportFailedDeployments",
+                "Effect": "Allow",
+                "Action": "sns:Publish",
+                "Resource": args.alarm_topic_arn,
+            },
+        ]
+
+    def _trigger(self, key: str, pattern: dict[str, Any], description: str) -> None:
+        rule = aws.cloudwatch.EventRule(
+            f"{self._name}-{key}",
+            name=f"{self._args.name_prefix}-deployer-{key}",
+            description=description,
+            event_pattern=json.dumps(pattern),
+            opts=self._child(),
+        )
+        permission = aws.lambda_.Permission(
+            f"{self._name}-{key}-permission",
+            function=self.function.name,
+            action="lambda:InvokeFunction",
+            principal="events.amazonaws.com",
+            source_arn=rule.arn,
+            opts=self._child(),
+        )
+        aws.cloudwatch.EventTarget(
+            f"{self._name}-{key}-target",
+            rule=rule.name,
+            arn=self.function.arn,
+            retry_policy={"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": 3600},
+            opts=self._child(depends_on=[permission]),
+        )
+
+    def _failure_alarm(self) -> aws.cloudwatch.MetricAlarm:
+        args = self._args
+        return aws.cloudwatch.MetricAlarm(
+            f"{self._name}-failed-alarm",
+            name=f"{args.name_prefix}-deployment-failed",
+            alarm_description=f"A rollout to {args.endpoint_name} failed or was rolled back "
+            "(see docs/deployments.md)",
+            namespace=METRICS_NAMESPACE,
+            metric_name="DeploymentFailed",
+            dimensions={"EndpointName": args.endpoint_name},
+            statistic="Sum",
+            period=300,
+            evaluation_periods=1,
+            threshold=0,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_actions=[args.alarm_topic_arn],
+            actions_enabled=True,
+            opts=self._child(),
+        )

@@ -1,0 +1,73 @@
+"""The Deployer component: approval and endpoint-state rules, a scoped role, one rollout at a time."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from infra.offline import Plan
+from tests.infra.conftest import policy_document
+
+
+def statements(plan: Plan) -> dict[str, dict[str, Any]]:
+    return {s["Sid"]: s for s in policy_document(plan.named("deployer-deployer-policy"))["Statement"]}
+
+
+def test_an_approved_version_of_this_stacks_group_starts_the_deployer(stack_plan: Plan) -> None:
+    pattern = json.loads(stack_plan.named("deployer-approved").inputs["eventPattern"])
+    assert pattern["detail-type"] == ["SageMaker Model Package State Change"]
+    assert pattern["detail"] == {
+        "ModelPackageGroupName": [stack_plan.outputs["modelPackageGroupName"]],
+        "ModelApprovalStatus": ["Approved"],
+    }
+    target = stack_plan.named("deployer-approved-target").inputs
+    assert target["arn"] == stack_plan.named("deployer-deployer").outputs["arn"]
+
+
+def test_every_state_change_of_the_endpoint_is_verified(stack_plan: Plan) -> None:
+    pattern = json.loads(stack_plan.named("deployer-endpoint-changed").inputs["eventPattern"])
+    assert pattern["detail"] == {"EndpointName": [stack_plan.outputs["endpointName"]]}
+
+
+def test_only_the_rules_may_invoke_the_deployer(stack_plan: Plan) -> None:
+    for key in ("approved", "endpoint-changed"):
+        permission = stack_plan.named(f"deployer-{key}-permission").inputs
+        assert permission["principal"] == "events.amazonaws.com"
+        assert permission["sourceArn"] == stack_plan.named(f"deployer-{key}").outputs["arn"]
+
+
+def test_one_rollout_at_a_time_and_failures_reach_the_alert_topic(stack_plan: Plan) -> None:
+    function = stack_plan.named("deployer-deployer").inputs
+    assert function["reservedConcurrentExecutions"] == 1
+    assert function["tracingConfig"] == {"mode": "Active"}
+    invoke = stack_plan.named("deployer-async").inputs
+    assert invoke["destinationConfig"]["onFailure"]["destination"] == stack_plan.outputs["alertTopicArn"]
+    alarm = stack_plan.named("deployer-failed-alarm").inputs
+    assert alarm["metricName"] == "DeploymentFailed"
+    assert alarm["dimensions"] == {"EndpointName": stack_plan.outputs["endpointName"]}
+    assert alarm["alarmActions"] == [stack_plan.outputs["alertTopicArn"]]
+
+
+def test_the_deployer_gets_the_stacks_deployment_settings(stack_plan: Plan) -> None:
+    env = stack_plan.named("deployer-deployer").inputs["environment"]["variables"]
+    assert env["ENDPOINT_NAME"] == stack_plan.outputs["endpointName"]
+    assert env["MODEL_PACKAGE_GROUP"] == stack_plan.outputs["modelPackageGroupName"]
+    assert env["SAGEMAKER_EXECUTION_ROLE_ARN"] == stack_plan.outputs["modelRoleArn"]
+    assert env["DATA_CAPTURE_S3_URI"] == stack_plan.outputs["dataCaptureUri"]
+    assert json.loads(env["ROLLBACK_ALARM_NAMES"]) == stack_plan.outputs["rollbackAlarmNames"]
+    expected = {"dev": ("all-at-once", "1"), "prod": ("canary", "2")}[stack_plan.stack]
+    assert (env["DEPLOYMENT_STRATEGY"], env["INITIAL_INSTANCE_COUNT"]) == expected
+
+
+def test_the_role_may_only_roll_out_to_this_endpoint_and_pass_only_the_model_role(stack_plan: Plan) -> None:
+    by_sid = statements(stack_plan)
+    prefix = "arn:aws:sagemaker:us-east-1:123456789012:"
+    group, endpoint = stack_plan.outputs["modelPackageGroupName"], stack_plan.outputs["endpointName"]
+    assert sorted(by_sid["RollOutToThisEndpoint"]["Resource"]) == sorted(
+        [f"{prefix}model/{group}-*", f"{prefix}endpoint-config/{group}-*", f"{prefix}endpoint/{endpoint}"]
+    )
+    assert "sagemaker:DeleteEndpointConfig" not in by_sid["RollOutToThisEndpoint"]["Action"]
+    assert by_sid["PassModelRoleToSageMaker"]["Resource"] == stack_plan.outputs["modelRoleArn"]
+    for statement in by_sid.values():
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any(action == "*" or action.endswith(":*") for action in actions)
