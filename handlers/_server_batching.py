@@ -273,6 +273,9 @@ def _batch_key(data: Any) -> tuple[int | None, tuple[Any, ...] | None]:
         return int(data.shape[0]), ("torch", data.dtype, data.device, tuple(data.shape[1:]), data.layout)
     if isinstance(data, np.ndarray) and data.ndim >= 2 and data.shape[0] > 0 and data.dtype != object:
         return int(data.shape[0]), ("numpy", data.dtype.str, tuple(data.shape[1:]))
+    # A list of instances (our handler's input_fn): lists concatenate; the handler checks each row.
+    if type(data) is list and data:
+        return len(data), ("list",)
     return None, None
 
 
@@ -284,6 +287,8 @@ def _leading_rows(data: Any) -> int:
 
 
 def _concatenate(inputs: list[Any]) -> Any:
+    if type(inputs[0]) is list:
+        return [row for rows in inputs for row in rows]
     if isinstance(inputs[0], torch.Tensor):
         return torch.cat(inputs, dim=0)
     return np.concatenate(inputs, axis=0)
@@ -300,11 +305,15 @@ def split_rows(output: Any, sizes: Sequence[int]) -> list[Any] | None:
     if type(output) in (list, tuple) and len(output) == total:
         return [output[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     if type(output) is dict and output:
-        columns = {name: split_rows(value, sizes) for name, value in output.items()}
-        if any(parts is None for parts in columns.values()):
+        # Row-aligned values are cut per request; scalars (e.g. the model's name) go to every request.
+        shared = {
+            name: value for name, value in output.items() if isinstance(value, str | int | float | bool)
+        }
+        columns = {name: split_rows(value, sizes) for name, value in output.items() if name not in shared}
+        if not columns or any(parts is None for parts in columns.values()):
             return None
         return [
-            {name: parts[i] for name, parts in columns.items() if parts is not None}
+            {**shared, **{name: parts[i] for name, parts in columns.items() if parts is not None}}
             for i in range(len(sizes))
         ]
     return None
