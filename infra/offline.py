@@ -23,7 +23,7 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from infra.stack_config import PROJECT, project_root, read_stack_values, to_pulumi_config
 
@@ -235,6 +235,8 @@ class OfflineRun:
         return self.plan
 
     def _run(self) -> None:
+        # Whatever ran before in this process (an asyncio.run, a server) may have left no event loop.
+        _ensure_event_loop()
         pulumi.runtime.set_mocks(
             self.monitor.mocks, project=PROJECT, stack=self.plan.stack, preview=False, monitor=self.monitor
         )
