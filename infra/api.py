@@ -773,25 +773,10 @@ class PredictionApi(pulumi.ComponentResource):
 
     def _batch_trigger(self) -> None:
         args = self._args
-        rule = aws.cloudwatch.EventRule(
-            f"{self._name}-preprocess-new-data",
-            name=f"{args.name_prefix}-preprocess-new-data",
-            description="Preprocesses each object created under raw/ in the raw bucket",
-            event_pattern=raw_data_created_pattern(args.bucket_names["raw"]),
-            opts=self._child(),
-        )
-        permission = aws.lambda_.Permission(
-            f"{self._name}-preprocess-invoke-permission",
-            function=self.batch_function.name,
-            action="lambda:InvokeFunction",
-            principal="events.amazonaws.com",
-            source_arn=rule.arn,
-            opts=self._child(),
-        )
-        aws.cloudwatch.EventTarget(
-            f"{self._name}-preprocess-target",
-            rule=rule.name,
-            arn=self.batch_function.arn,
-            retry_policy={"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": 3600},
-            opts=self._child(depends_on=[permission]),
+        self._functions.event_trigger(
+            "preprocess-new-data",
+            f"{args.name_prefix}-preprocess-new-data",
+            "Preprocesses each object created under raw/ in the raw bucket",
+            raw_data_created_pattern(args.bucket_names["raw"]),
+            self.batch_function,
         )

@@ -73,7 +73,8 @@ class Deployer(pulumi.ComponentResource):
         super().__init__(COMPONENT_TYPE, name, None, opts)
         self._name = name
         self._args = args
-        self.function = FunctionBuilder(self, name, args.functions).function(
+        functions = FunctionBuilder(self, name, args.functions)
+        self.function = functions.function(
             "deployer",
             handler=HANDLER_ENTRYPOINTS["deployer"],
             description="Rolls approved model versions out to the endpoint and verifies each rollout",
@@ -90,12 +91,13 @@ class Deployer(pulumi.ComponentResource):
             destination_config={"on_failure": {"destination": args.alarm_topic_arn}},
             opts=self._child(),
         )
-        self._trigger(
-            "approved", approval_event_pattern(args.model_package_group_name), "A version was approved"
-        )
-        self._trigger(
-            "endpoint-changed", endpoint_event_pattern(args.endpoint_name), "The endpoint changed state"
-        )
+        triggers = {
+            "approved": ("A version was approved", approval_event_pattern(args.model_package_group_name)),
+            "endpoint-changed": ("The endpoint changed state", endpoint_event_pattern(args.endpoint_name)),
+        }
+        for key, (description, pattern) in triggers.items():
+            rule_name = f"{args.name_prefix}-deployer-{key}"
+            functions.event_trigger(key, rule_name, description, json.dumps(pattern), self.function)
         self.failure_alarm = self._failure_alarm()
         self.register_outputs({"functionName": self.function.name, "functionArn": self.function.arn})
 
@@ -189,30 +191,6 @@ class Deployer(pulumi.ComponentResource):
                 "Resource": args.alarm_topic_arn,
             },
         ]
-
-    def _trigger(self, key: str, pattern: dict[str, Any], description: str) -> None:
-        rule = aws.cloudwatch.EventRule(
-            f"{self._name}-{key}",
-            name=f"{self._args.name_prefix}-deployer-{key}",
-            description=description,
-            event_pattern=json.dumps(pattern),
-            opts=self._child(),
-        )
-        permission = aws.lambda_.Permission(
-            f"{self._name}-{key}-permission",
-            function=self.function.name,
-            action="lambda:InvokeFunction",
-            principal="events.amazonaws.com",
-            source_arn=rule.arn,
-            opts=self._child(),
-        )
-        aws.cloudwatch.EventTarget(
-            f"{self._name}-{key}-target",
-            rule=rule.name,
-            arn=self.function.arn,
-            retry_policy={"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": 3600},
-            opts=self._child(depends_on=[permission]),
-        )
 
     def _failure_alarm(self) -> aws.cloudwatch.MetricAlarm:
         args = self._args

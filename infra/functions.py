@@ -198,3 +198,36 @@ class FunctionBuilder:
             # The first invocation needs its permissions and must not auto-create an unencrypted log group.
             opts=self._child(depends_on=[policy, group]),
         )
+
+    def event_trigger(
+        self,
+        key: str,
+        rule_name: str,
+        description: str,
+        pattern: pulumi.Input[str],
+        function: aws.lambda_.Function,
+    ) -> aws.cloudwatch.EventRule:
+        """An EventBridge rule that invokes ``function``; only that rule may invoke it this way."""
+        rule = aws.cloudwatch.EventRule(
+            f"{self._prefix}-{key}",
+            name=rule_name,
+            description=description,
+            event_pattern=pattern,
+            opts=self._child(),
+        )
+        permission = aws.lambda_.Permission(
+            f"{self._prefix}-{key}-permission",
+            function=function.name,
+            action="lambda:InvokeFunction",
+            principal="events.amazonaws.com",
+            source_arn=rule.arn,
+            opts=self._child(),
+        )
+        aws.cloudwatch.EventTarget(
+            f"{self._prefix}-{key}-target",
+            rule=rule.name,
+            arn=function.arn,
+            retry_policy={"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": 3600},
+            opts=self._child(depends_on=[permission]),
+        )
+        return rule

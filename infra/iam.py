@@ -44,3 +44,54 @@ def service_assume_role_policy(service: str, account_id: pulumi.Input[str]) -> p
 
 def policy_document(*statements: dict[str, object]) -> pulumi.Output[str]:
     return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def stack_arn(
+    partition: pulumi.Input[str],
+    service: str,
+    region: str,
+    account_id: pulumi.Input[str],
+    resource: pulumi.Input[str],
+) -> pulumi.Output[str]:
+    """``arn:<partition>:<service>:<region>:<account>:<resource>`` for a resource of this stack."""
+    return pulumi.Output.concat("arn:", partition, ":", service, ":", region, ":", account_id, ":", resource)
+
+
+def volume_key_grant_statement(kms_key_arn: pulumi.Input[str]) -> dict[str, object]:
+    """SageMaker encrypts job and endpoint volumes through grants on the key, for AWS resources only."""
+    return {
+        "Sid": "GrantVolumeEncryption",
+        "Effect": "Allow",
+        "Action": "kms:CreateGrant",
+        "Resource": kms_key_arn,
+        "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+    }
+
+
+def container_statements(
+    repository_arns: pulumi.Input[list[str]] | pulumi.Input[str], metric_namespaces: list[str]
+) -> list[dict[str, object]]:
+    """What a SageMaker container role needs beyond data: pull its images and publish metrics."""
+    return [
+        {
+            # The registry token call has no resource; image pulls are scoped below.
+            "Sid": "AuthenticateToImageRegistry",
+            "Effect": "Allow",
+            "Action": "ecr:GetAuthorizationToken",
+            "Resource": "*",
+        },
+        {
+            "Sid": "PullImages",
+            "Effect": "Allow",
+            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            "Resource": repository_arns,
+        },
+        {
+            # PutMetricData has no resource-level permissions: the namespace condition scopes it.
+            "Sid": "PublishMetrics",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringLike": {"cloudwatch:namespace": metric_namespaces}},
+        },
+    ]

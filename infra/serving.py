@@ -19,7 +19,12 @@ import pulumi
 import pulumi_aws as aws
 
 from handlers._deploy_plan import has_instance_storage
-from infra.iam import policy_document, service_assume_role_policy
+from infra.iam import (
+    container_statements,
+    policy_document,
+    service_assume_role_policy,
+    volume_key_grant_statement,
+)
 from infra.pipeline_definition import inference_image_uri
 from infra.stack_config import (
     PROVISIONING_ALLOWANCE_SECONDS,
@@ -147,14 +152,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
                     "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                     "Resource": args.kms_key_arn,
                 },
-                {
-                    # SageMaker encrypts the instances' volumes through grants, for AWS resources only.
-                    "Sid": "GrantVolumeEncryption",
-                    "Effect": "Allow",
-                    "Action": "kms:CreateGrant",
-                    "Resource": args.kms_key_arn,
-                    "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
-                },
+                volume_key_grant_statement(args.kms_key_arn),
                 {
                     "Sid": "ReadModelPackages",
                     "Effect": "Allow",
@@ -172,36 +170,12 @@ class InferenceEndpoint(pulumi.ComponentResource):
                     ),
                 },
                 {
-                    # The registry token call has no resource; image pulls are scoped below.
-                    "Sid": "AuthenticateToImageRegistry",
-                    "Effect": "Allow",
-                    "Action": "ecr:GetAuthorizationToken",
-                    "Resource": "*",
-                },
-                {
-                    "Sid": "PullInferenceImage",
-                    "Effect": "Allow",
-                    "Action": [
-                        "ecr:BatchGetImage",
-                        "ecr:GetDownloadUrlForLayer",
-                        "ecr:BatchCheckLayerAvailability",
-                    ],
-                    "Resource": image_repository,
-                },
-                {
                     "Sid": "WriteContainerLogs",
                     "Effect": "Allow",
                     "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
                     "Resource": log_groups,
                 },
-                {
-                    # PutMetricData has no resource-level permissions: the namespace condition scopes it.
-                    "Sid": "PublishContainerMetrics",
-                    "Effect": "Allow",
-                    "Action": "cloudwatch:PutMetricData",
-                    "Resource": "*",
-                    "Condition": {"StringLike": {"cloudwatch:namespace": metrics_namespaces}},
-                },
+                *container_statements(image_repository, metrics_namespaces),
             ),
             opts=self._child(),
         )

@@ -16,7 +16,12 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.data_lake import RAW_PREFIX, raw_data_created_pattern
-from infra.iam import policy_document, service_assume_role_policy
+from infra.iam import (
+    container_statements,
+    policy_document,
+    service_assume_role_policy,
+    volume_key_grant_statement,
+)
 from infra.pipeline_definition import PipelineDefinitionSpec, build_pipeline_definition
 from infra.source_bundle import build_source_bundle
 from infra.stack_config import TrainingConfig
@@ -203,14 +208,7 @@ class TrainingPipeline(pulumi.ComponentResource):
                     "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                     "Resource": args.kms_key_arn,
                 },
-                {
-                    # SageMaker encrypts job volumes through grants on the key, for AWS resources only.
-                    "Sid": "GrantVolumeEncryption",
-                    "Effect": "Allow",
-                    "Action": "kms:CreateGrant",
-                    "Resource": args.kms_key_arn,
-                    "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
-                },
+                volume_key_grant_statement(args.kms_key_arn),
                 {
                     "Sid": "WriteJobLogs",
                     "Effect": "Allow",
@@ -222,33 +220,9 @@ class TrainingPipeline(pulumi.ComponentResource):
                     ],
                     "Resource": arn.of("logs", "log-group:/aws/sagemaker/*"),
                 },
-                {
-                    # PutMetricData has no resource-level permissions: the namespace condition scopes it.
-                    "Sid": "PublishJobMetrics",
-                    "Effect": "Allow",
-                    "Action": "cloudwatch:PutMetricData",
-                    "Resource": "*",
-                    "Condition": {
-                        "StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "ml-platform/*"]}
-                    },
-                },
-                {
-                    # The registry token call has no resource; image pulls are scoped below.
-                    "Sid": "AuthenticateToImageRegistry",
-                    "Effect": "Allow",
-                    "Action": "ecr:GetAuthorizationToken",
-                    "Resource": "*",
-                },
-                {
-                    "Sid": "PullPipelineImages",
-                    "Effect": "Allow",
-                    "Action": [
-                        "ecr:BatchGetImage",
-                        "ecr:GetDownloadUrlForLayer",
-                        "ecr:BatchCheckLayerAvailability",
-                    ],
-                    "Resource": image_repository_arns(known["definition"]),
-                },
+                *container_statements(
+                    image_repository_arns(known["definition"]), ["/aws/sagemaker/*", "ml-platform/*"]
+                ),
                 {
                     "Sid": "RunPipelineJobs",
                     "Effect": "Allow",

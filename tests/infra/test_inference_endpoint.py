@@ -186,7 +186,7 @@ def test_the_model_role_reaches_only_this_stacks_artifacts_capture_key_and_image
     assert by_sid["ReadModelArtifacts"]["Resource"] == f"{arns['artifacts']}/*"
     assert by_sid["WriteDataCapture"]["Resource"] == f"{arns['raw']}/capture/*"
     assert by_sid["UseStackKey"]["Resource"] == stack_plan.outputs["kmsKeyArn"]
-    assert ":repository/pytorch-inference" in by_sid["PullInferenceImage"]["Resource"]
+    assert ":repository/pytorch-inference" in by_sid["PullImages"]["Resource"]
     for statement in statements:
         actions = as_list(statement["Action"])
         assert "*" not in actions and not any(a.endswith(":*") for a in actions)

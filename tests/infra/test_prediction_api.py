@@ -284,12 +284,12 @@ def test_invoke_permissions_carry_a_source_arn(plan: Plan) -> None:
     every_permission = plan.of_type("aws:lambda/permission:Permission")
     assert all(p.inputs.get("sourceArn") for p in every_permission)
     permissions = {p.name: p.inputs for p in every_permission if p.name.startswith("api-")}
-    assert set(permissions) == {"api-api-invoke-permission", "api-preprocess-invoke-permission"}
+    assert set(permissions) == {"api-api-invoke-permission", "api-preprocess-new-data-permission"}
     api = permissions["api-api-invoke-permission"]
     assert api["principal"] == "apigateway.amazonaws.com"
     assert api["function"] == function(plan, "predict-api").inputs["name"]
     assert api["sourceArn"] == f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{rest_api_id(plan)}/live/*/*"
-    batch = permissions["api-preprocess-invoke-permission"]
+    batch = permissions["api-preprocess-new-data-permission"]
     assert batch["principal"] == "events.amazonaws.com"
     assert batch["sourceArn"] == plan.named("api-preprocess-new-data").outputs["arn"]
 
@@ -514,7 +514,7 @@ def test_objects_created_under_raw_start_preprocessing(plan: Plan) -> None:
     assert pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["bucket"]["name"] == [plan.outputs["bucketNames"]["raw"]]
     assert pattern["detail"]["object"]["key"] == [{"prefix": "raw/"}]
-    target = plan.named("api-preprocess-target").inputs
+    target = plan.named("api-preprocess-new-data-target").inputs
     assert target["rule"] == rule.inputs["name"]
     assert target["arn"] == function(plan, "preprocess-batch").outputs["arn"]
 

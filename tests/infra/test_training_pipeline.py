@@ -93,7 +93,7 @@ def test_the_key_and_registry_are_this_stacks(stack_plan: Plan) -> None:
 
 def test_images_are_pulled_only_from_the_repositories_the_definition_names(stack_plan: Plan) -> None:
     by_sid = {s["Sid"]: s for s in statements(stack_plan)}
-    repositories = as_list(by_sid["PullPipelineImages"]["Resource"])
+    repositories = as_list(by_sid["PullImages"]["Resource"])
     assert repositories
     assert all(r.startswith("arn:aws:ecr:us-east-1:") and ":repository/pytorch-" in r for r in repositories)
 
