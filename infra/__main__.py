@@ -7,6 +7,7 @@ from infra.api import PredictionApi, PredictionApiArgs
 from infra.context import create_stack_context, load_stack_config_from_pulumi
 from infra.data_lake import DataLake, DataLakeArgs
 from infra.deployer import Deployer, DeployerArgs
+from infra.monitoring import Monitoring, MonitoringArgs
 from infra.registry import ModelRegistry, ModelRegistryArgs
 from infra.serving import InferenceEndpoint, InferenceEndpointArgs
 from infra.training import TrainingPipeline, TrainingPipelineArgs
@@ -112,6 +113,28 @@ deployer = Deployer(
     ),
     opts=context.component_opts(),
 )
+monitoring = Monitoring(
+    "monitoring",
+    MonitoringArgs(
+        name_prefix=config.name_prefix,
+        region=config.region,
+        endpoint_name=config.endpoint_name,
+        variant_name=config.serving.variants[0].name,
+        function_names={
+            "predict-api": prediction_api.api_function.name,
+            "preprocess-batch": prediction_api.batch_function.name,
+            "deployer": deployer.function.name,
+        },
+        api_name=prediction_api.rest_api.name,
+        api_stage=prediction_api.stage_name,
+        training_metrics=[definition["Name"] for definition in METRIC_DEFINITIONS],
+        alarms=config.alarms,
+        budget=config.budget,
+        cost_tag=("ml-platform:stack", config.name_prefix),
+        alarm_topic_arn=alerts.topic.arn,
+    ),
+    opts=context.component_opts(),
+)
 
 pulumi.export("environment", config.environment.value)
 pulumi.export("region", config.region)
@@ -137,3 +160,4 @@ pulumi.export("modelRoleArn", serving.role.arn)
 pulumi.export("dataCaptureUri", serving.capture_uri)
 pulumi.export("rollbackAlarmNames", [alarm.name for alarm in serving.rollback_alarms.values()])
 pulumi.export("deployerFunctionName", deployer.function.name)
+pulumi.export("dashboardName", monitoring.dashboard.dashboard_name)

@@ -11,7 +11,7 @@ from infra.iam import policy_document
 
 COMPONENT_TYPE = "mlplatform:index:Alerts"
 # Services that publish alarms and events to the topic.
-PUBLISHERS = ("cloudwatch.amazonaws.com", "events.amazonaws.com")
+PUBLISHERS = ("cloudwatch.amazonaws.com", "events.amazonaws.com", "budgets.amazonaws.com")
 
 
 @dataclass

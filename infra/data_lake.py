@@ -109,10 +109,16 @@ class DataLake(pulumi.ComponentResource):
                         "Resource": "*",
                     },
                     {
-                        # Alarms and EventBridge rules publish to the stack's encrypted alert topic.
+                        # Alarms, EventBridge rules and budgets publish to the encrypted alert topic.
                         "Sid": "AlarmsPublishToEncryptedTopics",
                         "Effect": "Allow",
-                        "Principal": {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]},
+                        "Principal": {
+                            "Service": [
+                                "cloudwatch.amazonaws.com",
+                                "events.amazonaws.com",
+                                "budgets.amazonaws.com",
+                            ]
+                        },
                         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                         "Resource": "*",
                         "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id}},

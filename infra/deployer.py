@@ -190,6 +190,13 @@ class Deployer(pulumi.ComponentResource):
                 "Action": "sns:Publish",
                 "Resource": args.alarm_topic_arn,
             },
+            {
+                # The alert topic is encrypted with the stack key.
+                "Sid": "PublishToEncryptedTopic",
+                "Effect": "Allow",
+                "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                "Resource": args.kms_key_arn,
+            },
         ]
 
     def _failure_alarm(self) -> aws.cloudwatch.MetricAlarm:

@@ -1,0 +1,297 @@
+"""Monitoring: one dashboard for the whole loop, an alarm on every failure signal, and a budget.
+
+The endpoint's rollback alarms (5xx rate, model latency p99) live with the endpoint and the
+deployment-failure alarm with the deployer; this component adds the rest: Lambda errors and
+throttles, API Gateway 5xx, drift (feature PSI, prediction confidence), and the monthly budget on
+the stack's cost-allocation tag. Every alarm has dimensions and notifies the alert topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.stack_config import AlarmsConfig, BudgetConfig
+
+COMPONENT_TYPE = "mlplatform:index:Monitoring"
+SAGEMAKER = "AWS/SageMaker"
+ENDPOINT_INSTANCES = "/aws/sagemaker/Endpoints"
+TRAINING_JOBS = "/aws/sagemaker/TrainingJobs"
+PLATFORM = "ml-platform"
+PERIOD = 300
+BUDGET_THRESHOLDS = (("ACTUAL", 80), ("FORECASTED", 100))
+
+
+@dataclass
+class MonitoringArgs:
+    """Inputs of :class:`Monitoring`: what to watch, the thresholds and where alarms go."""
+
+    name_prefix: str
+    region: str
+    endpoint_name: str
+    variant_name: str
+    function_names: dict[str, pulumi.Input[str]]
+    api_name: pulumi.Input[str]
+    api_stage: str
+    training_metrics: list[str]
+    alarms: AlarmsConfig
+    budget: BudgetConfig
+    cost_tag: tuple[str, str]
+    alarm_topic_arn: pulumi.Input[str]
+
+
+class Monitoring(pulumi.ComponentResource):
+    """The dashboard, the failure alarms and the budget of one stack."""
+
+    dashboard: aws.cloudwatch.Dashboard
+    alarms: list[aws.cloudwatch.MetricAlarm]
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        self._name = name
+        self._args = args
+        self.dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=f"{args.name_prefix}-ml-platform",
+            dashboard_body=pulumi.Output.json_dumps(self._dashboard()),
+            opts=self._child(),
+        )
+        self.alarms = [*self._function_alarms(), self._api_alarm(), *self._drift_alarms()]
+        self.budget = self._budget() if args.budget.monthly_usd is not None else None
+        self.register_outputs({"dashboardName": self.dashboard.dashboard_name})
+
+    def _child(self, **kwargs: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, **kwargs)
+
+    # --- dashboard -------------------------------------------------------------------------------------
+
+    def _endpoint_metric(self, namespace: str, metric: str, stat: str) -> list[Any]:
+        args = self._args
+        return [
+            namespace,
+            metric,
+            "EndpointName",
+            args.endpoint_name,
+            "VariantName",
+            args.variant_name,
+            {"stat": stat},
+        ]
+
+    def _widget(self, title: str, metrics: list[list[Any]], **properties: Any) -> dict[str, Any]:
+        return {
+            "type": "metric",
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": title,
+                "region": self._args.region,
+                "period": PERIOD,
+                "view": "timeSeries",
+                "metrics": metrics,
+                **properties,
+            },
+        }
+
+    def _dashboard(self) -> dict[str, Any]:
+        args = self._args
+        endpoint = self._endpoint_metric
+        functions = args.function_names
+        training_searches = [
+            [
+                {
+                    "expression": f"SEARCH('{{{TRAINING_JOBS},Host,TrainingJobName}} "
+                    f"MetricName=\"{metric}\"', 'Average', {PERIOD})",
+                    "id": f"t{index}",
+                    "label": metric,
+                }
+            ]
+            for index, metric in enumerate(args.training_metrics)
+        ]
+        return {
+            "widgets": [
+                self._widget(
+                    "Endpoint invocations and errors",
+                    [
+                        endpoint(SAGEMAKER, "Invocations", "Sum"),
+                        endpoint(SAGEMAKER, "Invocation4XXErrors", "Sum"),
+                        endpoint(SAGEMAKER, "Invocation5XXErrors", "Sum"),
+                    ],
+                ),
+                self._widget(
+                    "Model and overhead latency (microseconds)",
+                    [
+                        endpoint(SAGEMAKER, "ModelLatency", "p50"),
+                        endpoint(SAGEMAKER, "ModelLatency", "p99"),
+                        endpoint(SAGEMAKER, "OverheadLatency", "p50"),
+                        endpoint(SAGEMAKER, "OverheadLatency", "p99"),
+                    ],
+                ),
+                self._widget(
+                    "Instances: CPU, GPU, memory (%) and count",
+                    [
+                        endpoint(ENDPOINT_INSTANCES, "CPUUtilization", "Average"),
+                        endpoint(ENDPOINT_INSTANCES, "GPUUtilization", "Average"),
+                        endpoint(ENDPOINT_INSTANCES, "MemoryUtilization", "Average"),
+                        endpoint(ENDPOINT_INSTANCES, "GPUMemoryUtilization", "Average"),
+                        # One CPU datapoint per instance and period: the sample count is the fleet size.
+                        [
+                            *endpoint(ENDPOINT_INSTANCES, "CPUUtilization", "SampleCount")[:-1],
+                            {"stat": "SampleCount", "label": "instances (samples per period)"},
+                        ],
+                    ],
+                ),
+                self._widget(
+                    "Lambda duration, errors, throttles",
+                    [
+                        [
+                            "AWS/Lambda",
+                            metric,
+                            "FunctionName",
+                            function_name,
+                            {"stat": stat, "label": f"{key} {metric}"},
+                        ]
+                        for key, function_name in functions.items()
+                        for metric, stat in (("Duration", "p99"), ("Errors", "Sum"), ("Throttles", "Sum"))
+                    ],
+                ),
+                self._widget(
+                    "API Gateway 4xx, 5xx, latency",
+                    [
+                        [
+                            "AWS/ApiGateway",
+                            metric,
+                            "ApiName",
+                            args.api_name,
+                            "Stage",
+                            args.api_stage,
+                            {"stat": stat},
+                        ]
+                        for metric, stat in (("4XXError", "Sum"), ("5XXError", "Sum"), ("Latency", "p99"))
+                    ],
+                ),
+                self._widget("Training metrics", training_searches),
+                self._widget(
+                    "Drift: prediction confidence and feature PSI",
+                    [
+                        endpoint(PLATFORM, "MeanConfidence", "Average"),
+                        endpoint(PLATFORM, "MaxFeaturePSI", "Maximum"),
+                        endpoint(PLATFORM, "CapturedRecords", "Sum"),
+                    ],
+                ),
+                self._widget(
+                    "Deployments",
+                    [
+                        [PLATFORM, name, "EndpointName", args.endpoint_name, {"stat": "Sum"}]
+                        for name in ("DeploymentSucceeded", "DeploymentFailed")
+                    ],
+                ),
+            ]
+        }
+
+    # --- alarms ----------------------------------------------------------------------------------------
+
+    def _alarm(self, key: str, description: str, **settings: Any) -> aws.cloudwatch.MetricAlarm:
+        topic = self._args.alarm_topic_arn
+        return aws.cloudwatch.MetricAlarm(
+            f"{self._name}-{key}-alarm",
+            name=f"{self._args.name_prefix}-{key}",
+            alarm_description=f"{description} (what to do: docs/operations.md)",
+            period=PERIOD,
+            evaluation_periods=1,
+            treat_missing_data="notBreaching",
+            alarm_actions=[topic],
+            ok_actions=[topic],
+            actions_enabled=True,
+            opts=self._child(),
+            **settings,
+        )
+
+    def _function_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
+        alarms = []
+        for key, function_name in self._args.function_names.items():
+            for metric in ("Errors", "Throttles"):
+                alarms.append(
+                    self._alarm(
+                        f"{key}-{metric.lower()}",
+                        f"The {key} function reports {metric.lower()}",
+                        namespace="AWS/Lambda",
+                        metric_name=metric,
+                        dimensions={"FunctionName": function_name},
+                        statistic="Sum",
+                        threshold=0,
+                        comparison_operator="GreaterThanThreshold",
+                    )
+                )
+        return alarms
+
+    def _api_alarm(self) -> aws.cloudwatch.MetricAlarm:
+        args = self._args
+        return self._alarm(
+            "api-5xx",
+            "The prediction API answers with server errors",
+            namespace="AWS/ApiGateway",
+            metric_name="5XXError",
+            dimensions={"ApiName": args.api_name, "Stage": args.api_stage},
+            statistic="Sum",
+            threshold=0,
+            comparison_operator="GreaterThanThreshold",
+        )
+
+    def _drift_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
+        args = self._args
+        dimensions = {"EndpointName": args.endpoint_name, "VariantName": args.variant_name}
+        return [
+            self._alarm(
+                "feature-drift",
+                f"A feature's PSI against the training baseline is above {args.alarms.drift_psi}",
+                namespace=PLATFORM,
+                metric_name="MaxFeaturePSI",
+                dimensions=dimensions,
+                statistic="Maximum",
+                threshold=args.alarms.drift_psi,
+                comparison_operator="GreaterThanThreshold",
+            ),
+            self._alarm(
+                "low-confidence",
+                f"Mean prediction confidence fell below {args.alarms.confidence_retrain}: retraining starts",
+                namespace=PLATFORM,
+                metric_name="MeanConfidence",
+                dimensions=dimensions,
+                statistic="Average",
+                threshold=args.alarms.confidence_retrain,
+                comparison_operator="LessThanThreshold",
+            ),
+        ]
+
+    # --- budget ----------------------------------------------------------------------------------------
+
+    def _budget(self) -> aws.budgets.Budget:
+        args = self._args
+        tag_key, tag_value = args.cost_tag
+        subscribers: dict[str, Any] = {"subscriber_sns_topic_arns": [args.alarm_topic_arn]}
+        if args.budget.alert_email:
+            subscribers["subscriber_email_addresses"] = [args.budget.alert_email]
+        return aws.budgets.Budget(
+            f"{self._name}-budget",
+            name=f"{args.name_prefix}-monthly",
+            budget_type="COST",
+            time_unit="MONTHLY",
+            limit_amount=f"{args.budget.monthly_usd:.2f}",
+            limit_unit="USD",
+            # Only this stack's resources: they all carry its cost-allocation tag.
+            cost_filters=[{"name": "TagKeyValue", "values": [f"user:{tag_key}${tag_value}"]}],
+            notifications=[
+                aws.budgets.BudgetNotificationArgs(
+                    comparison_operator="GREATER_THAN",
+                    threshold=percent,
+                    threshold_type="PERCENTAGE",
+                    notification_type=kind,
+                    **subscribers,
+                )
+                for kind, percent in BUDGET_THRESHOLDS
+            ],
+            opts=self._child(),
+        )
