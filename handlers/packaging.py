@@ -37,6 +37,7 @@ HANDLER_ENTRYPOINTS = {
     "predict_api": "handlers.predict_api.lambda_handler",
     "preprocess_batch": "handlers.preprocess_batch.lambda_handler",
     "deployer": "handlers.deployer.lambda_handler",
+    "drift_monitor": "handlers.drift_monitor.lambda_handler",
 }
 LOCAL_PACKAGES = ("handlers", "infra", "training_jobs", "models", "mlctl")
 FORBIDDEN_IMPORTS = ("torch", "pulumi", "pulumi_aws")

@@ -132,6 +132,13 @@ monitoring = Monitoring(
         budget=config.budget,
         cost_tag=("ml-platform:stack", config.name_prefix),
         alarm_topic_arn=alerts.topic.arn,
+        kms_key_arn=data_lake.key.arn,
+        capture_uri=serving.capture_uri,
+        bucket_names=data_lake.bucket_names,
+        bucket_arns=data_lake.bucket_arns,
+        pipeline_name=training.pipeline.pipeline_name,
+        pipeline_arn=training.pipeline.arn,
+        functions=prediction_api.function_settings,
     ),
     opts=context.component_opts(),
 )

@@ -777,6 +777,6 @@ class PredictionApi(pulumi.ComponentResource):
             "preprocess-new-data",
             f"{args.name_prefix}-preprocess-new-data",
             "Preprocesses each object created under raw/ in the raw bucket",
-            raw_data_created_pattern(args.bucket_names["raw"]),
             self.batch_function,
+            pattern=raw_data_created_pattern(args.bucket_names["raw"]),
         )

@@ -97,7 +97,7 @@ class Deployer(pulumi.ComponentResource):
         }
         for key, (description, pattern) in triggers.items():
             rule_name = f"{args.name_prefix}-deployer-{key}"
-            functions.event_trigger(key, rule_name, description, json.dumps(pattern), self.function)
+            functions.event_trigger(key, rule_name, description, self.function, pattern=json.dumps(pattern))
         self.failure_alarm = self._failure_alarm()
         self.register_outputs({"functionName": self.function.name, "functionArn": self.function.arn})
 

@@ -204,15 +204,18 @@ class FunctionBuilder:
         key: str,
         rule_name: str,
         description: str,
-        pattern: pulumi.Input[str],
         function: aws.lambda_.Function,
+        *,
+        pattern: pulumi.Input[str] | None = None,
+        schedule: str | None = None,
     ) -> aws.cloudwatch.EventRule:
-        """An EventBridge rule that invokes ``function``; only that rule may invoke it this way."""
+        """An EventBridge rule (event pattern or schedule) that invokes ``function``; only it may."""
         rule = aws.cloudwatch.EventRule(
             f"{self._prefix}-{key}",
             name=rule_name,
             description=description,
             event_pattern=pattern,
+            schedule_expression=schedule,
             opts=self._child(),
         )
         permission = aws.lambda_.Permission(

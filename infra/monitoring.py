@@ -14,6 +14,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from handlers.packaging import HANDLER_ENTRYPOINTS
+from infra.functions import FunctionBuilder, FunctionSettings
 from infra.stack_config import AlarmsConfig, BudgetConfig
 
 COMPONENT_TYPE = "mlplatform:index:Monitoring"
@@ -23,6 +25,10 @@ TRAINING_JOBS = "/aws/sagemaker/TrainingJobs"
 PLATFORM = "ml-platform"
 PERIOD = 300
 BUDGET_THRESHOLDS = (("ACTUAL", 80), ("FORECASTED", 100))
+# The drift monitor looks at the last day of captured traffic, once a day.
+DRIFT_SCHEDULE = "rate(1 day)"
+DRIFT_WINDOW_HOURS = 24
+BASELINE_KEY = "serving/baseline.json"
 
 
 @dataclass
@@ -41,6 +47,13 @@ class MonitoringArgs:
     budget: BudgetConfig
     cost_tag: tuple[str, str]
     alarm_topic_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    capture_uri: pulumi.Input[str]
+    bucket_names: dict[str, pulumi.Output[str]]
+    bucket_arns: dict[str, pulumi.Output[str]]
+    pipeline_name: pulumi.Input[str]
+    pipeline_arn: pulumi.Input[str]
+    functions: FunctionSettings
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -53,6 +66,7 @@ class Monitoring(pulumi.ComponentResource):
         super().__init__(COMPONENT_TYPE, name, None, opts)
         self._name = name
         self._args = args
+        self.drift_function = self._drift_monitor()
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
             dashboard_name=f"{args.name_prefix}-ml-platform",
@@ -211,7 +225,8 @@ class Monitoring(pulumi.ComponentResource):
 
     def _function_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
         alarms = []
-        for key, function_name in self._args.function_names.items():
+        watched = {**self._args.function_names, "drift-monitor": self.drift_function.name}
+        for key, function_name in watched.items():
             for metric in ("Errors", "Throttles"):
                 alarms.append(
                     self._alarm(
@@ -264,6 +279,93 @@ class Monitoring(pulumi.ComponentResource):
                 threshold=args.alarms.confidence_retrain,
                 comparison_operator="LessThanThreshold",
             ),
+        ]
+
+    # --- drift -------------------------------------------------------------------------------------------
+
+    def _drift_monitor(self) -> aws.lambda_.Function:
+        """The scheduled drift check: captured traffic vs the training baseline; may start retraining."""
+        args = self._args
+        functions = FunctionBuilder(self, self._name, args.functions)
+        baseline_uri = pulumi.Output.concat("s3://", args.bucket_names["artifacts"], "/", BASELINE_KEY)
+        function = functions.function(
+            "drift-monitor",
+            handler=HANDLER_ENTRYPOINTS["drift_monitor"],
+            description="Daily drift check of the endpoint's captured traffic; starts retraining on drift",
+            memory_mb=512,
+            timeout_seconds=300,
+            reserved_concurrency=1,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": "drift-monitor",
+                "POWERTOOLS_METRICS_NAMESPACE": PLATFORM,
+                "ENDPOINT_NAME": args.endpoint_name,
+                "CAPTURE_S3_URI": args.capture_uri,
+                "BASELINE_S3_URI": baseline_uri,
+                "PIPELINE_NAME": args.pipeline_name,
+                "ALERT_TOPIC_ARN": args.alarm_topic_arn,
+                "DRIFT_PSI": str(args.alarms.drift_psi),
+                "CONFIDENCE_WARN": str(args.alarms.confidence_warn),
+                "CONFIDENCE_RETRAIN": str(args.alarms.confidence_retrain),
+                "WINDOW_HOURS": str(DRIFT_WINDOW_HOURS),
+            },
+            statements=self._drift_statements(),
+        )
+        functions.event_trigger(
+            "drift-schedule",
+            f"{args.name_prefix}-drift-schedule",
+            "Runs the drift check on the last day of captured traffic",
+            function,
+            schedule=DRIFT_SCHEDULE,
+        )
+        return function
+
+    def _drift_statements(self) -> list[dict[str, object]]:
+        args = self._args
+        raw = args.bucket_arns["raw"]
+        return [
+            {
+                "Sid": "ListCapturedTraffic",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": raw,
+                "Condition": {"StringLike": {"s3:prefix": ["capture/*"]}},
+            },
+            {
+                "Sid": "ReadCapturedTrafficAndBaseline",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": [
+                    pulumi.Output.concat(raw, "/capture/*"),
+                    pulumi.Output.concat(args.bucket_arns["artifacts"], "/", BASELINE_KEY),
+                ],
+            },
+            {
+                # Captured data is encrypted with the stack key, and so is the alert topic.
+                "Sid": "UseStackKey",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": args.kms_key_arn,
+            },
+            {
+                # PutMetricData has no resource-level permissions: the namespace condition scopes it.
+                "Sid": "PublishDriftMetrics",
+                "Effect": "Allow",
+                "Action": "cloudwatch:PutMetricData",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"cloudwatch:namespace": PLATFORM}},
+            },
+            {
+                "Sid": "StartRetraining",
+                "Effect": "Allow",
+                "Action": ["sagemaker:StartPipelineExecution", "sagemaker:ListPipelineExecutions"],
+                "Resource": args.pipeline_arn,
+            },
+            {
+                "Sid": "Alert",
+                "Effect": "Allow",
+                "Action": "sns:Publish",
+                "Resource": args.alarm_topic_arn,
+            },
         ]
 
     # --- budget ----------------------------------------------------------------------------------------

@@ -36,11 +36,12 @@ from botocore.exceptions import ClientError
 
 from models import CONFIG_FILE, WEIGHTS_FILE, persistence
 
+from .baselines import BASELINE_FILE
 from .serving_code import serving_code_entries
 from .train import HISTORY_FILE, METADATA_FILE
 
 ARCHIVE_NAME = "model.tar.gz"
-MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, METADATA_FILE, HISTORY_FILE)
+MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, METADATA_FILE, HISTORY_FILE, BASELINE_FILE)
 REQUIRED_MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE)
 # Unpinned, already in the SageMaker PyTorch container: pip finds them satisfied and needs no
 # network (endpoints run network-isolated). torch is never listed: reinstalling it would

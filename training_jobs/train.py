@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from models import REGRESSION, TaskModel, build, save_model
 
 from . import data, distributed
+from .baselines import validation_confidences, write_baseline
 from .hyperparameters import HyperparameterError, Hyperparameters, parse_cli, parse_hyperparameters
 from .metrics import METRIC_DEFINITIONS
 from .serving_code import write_serving_code
@@ -89,6 +90,10 @@ def run(env: TrainingEnv, hp: Hyperparameters) -> list[dict[str, float]]:
         history = trainer.fit(on_epoch_end=_fault_hook())
         if env.is_main_process:
             _write_outputs(env, hp, task, model, history)
+            # The drift monitor compares captured traffic with these statistics of the training data.
+            confidences = validation_confidences(model, [r.features for r in validation_records])
+            features = [r.features for r in train_records]
+            write_baseline(env.model_dir, features, confidences, task.feature_names or None)
         distributed.barrier(env)  # no rank exits (and tears the group down) before rank 0 is done
         return history
     finally:

@@ -92,3 +92,27 @@ def test_the_budget_follows_the_stacks_cost_allocation_tag(stack: str, amount: s
 def test_no_budget_without_an_amount() -> None:
     plan = cached_plan("dev", {"ml-platform:budget": {}})
     assert plan.of_type("aws:budgets/budget:Budget") == []
+
+
+def test_the_drift_monitor_runs_daily_with_the_configured_thresholds(prod_plan: Plan) -> None:
+    schedule = prod_plan.named("monitoring-drift-schedule").inputs
+    assert schedule["scheduleExpression"] == "rate(1 day)"
+    function = prod_plan.named("monitoring-drift-monitor").inputs
+    assert function["handler"] == "handlers.drift_monitor.lambda_handler"
+    env = function["environment"]["variables"]
+    assert (env["DRIFT_PSI"], env["CONFIDENCE_WARN"], env["CONFIDENCE_RETRAIN"]) == ("0.2", "0.88", "0.8")
+    assert env["PIPELINE_NAME"] == prod_plan.outputs["trainingPipelineName"]
+    assert env["CAPTURE_S3_URI"] == prod_plan.outputs["dataCaptureUri"]
+    permission = prod_plan.named("monitoring-drift-schedule-permission").inputs
+    assert permission["sourceArn"] == prod_plan.named("monitoring-drift-schedule").outputs["arn"]
+
+
+def test_the_drift_monitor_may_start_only_this_stacks_pipeline(stack_plan: Plan) -> None:
+    from tests.infra.conftest import policy_document  # noqa: PLC0415
+
+    statements = {
+        s["Sid"]: s for s in policy_document(stack_plan.named("monitoring-drift-monitor-policy"))["Statement"]
+    }
+    assert statements["StartRetraining"]["Resource"] == stack_plan.outputs["trainingPipelineArn"]
+    raw = stack_plan.outputs["bucketArns"]["raw"]
+    assert statements["ReadCapturedTrafficAndBaseline"]["Resource"][0] == f"{raw}/capture/*"

@@ -18,6 +18,7 @@ from handlers import inference
 from training_jobs import package, serving_code
 
 EXPECTED_MEMBERS = [
+    "baseline.json",
     "code/inference.py",
     "code/models/__init__.py",
     "code/models/base.py",
