@@ -74,6 +74,7 @@ class Monitoring(pulumi.ComponentResource):
             opts=self._child(),
         )
         self.alarms = [*self._function_alarms(), self._api_alarm(), *self._drift_alarms()]
+        self._pipeline_failures()
         self.budget = self._budget() if args.budget.monthly_usd is not None else None
         self.register_outputs({"dashboardName": self.dashboard.dashboard_name})
 
@@ -280,6 +281,32 @@ class Monitoring(pulumi.ComponentResource):
                 comparison_operator="LessThanThreshold",
             ),
         ]
+
+    def _pipeline_failures(self) -> None:
+        """A failed training pipeline execution notifies the alert topic (EventBridge, no metric)."""
+        args = self._args
+        rule = aws.cloudwatch.EventRule(
+            f"{self._name}-pipeline-failed",
+            name=f"{args.name_prefix}-training-failed",
+            description="A training pipeline execution failed",
+            event_pattern=pulumi.Output.json_dumps(
+                {
+                    "source": ["aws.sagemaker"],
+                    "detail-type": ["SageMaker Model Building Pipeline Execution Status Change"],
+                    "detail": {
+                        "currentPipelineExecutionStatus": ["Failed"],
+                        "pipelineArn": [args.pipeline_arn],
+                    },
+                }
+            ),
+            opts=self._child(),
+        )
+        aws.cloudwatch.EventTarget(
+            f"{self._name}-pipeline-failed-target",
+            rule=rule.name,
+            arn=args.alarm_topic_arn,
+            opts=self._child(),
+        )
 
     # --- drift -------------------------------------------------------------------------------------------
 

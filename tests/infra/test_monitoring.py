@@ -116,3 +116,13 @@ def test_the_drift_monitor_may_start_only_this_stacks_pipeline(stack_plan: Plan)
     assert statements["StartRetraining"]["Resource"] == stack_plan.outputs["trainingPipelineArn"]
     raw = stack_plan.outputs["bucketArns"]["raw"]
     assert statements["ReadCapturedTrafficAndBaseline"]["Resource"][0] == f"{raw}/capture/*"
+
+
+def test_a_failed_training_run_notifies_the_alert_topic(stack_plan: Plan) -> None:
+    pattern = json.loads(stack_plan.named("monitoring-pipeline-failed").inputs["eventPattern"])
+    assert pattern["detail"] == {
+        "currentPipelineExecutionStatus": ["Failed"],
+        "pipelineArn": [stack_plan.outputs["trainingPipelineArn"]],
+    }
+    target = stack_plan.named("monitoring-pipeline-failed-target").inputs
+    assert target["arn"] == stack_plan.outputs["alertTopicArn"]
