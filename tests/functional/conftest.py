@@ -10,6 +10,10 @@ import pytest
 from moto import mock_aws
 
 REGION = "us-east-1"
+# This stack's model package group, an inference image and the artifacts prefix, as registered.
+GROUP = "mlp-dev-models"
+IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3.0-gpu-py311"
+ARTIFACTS = "s3://mlp-dev-artifacts-123456789012-us-east-1/models"
 
 
 @pytest.fixture
@@ -20,3 +24,12 @@ def aws(aws_credentials: None) -> Iterator[dict[str, Any]]:
             name: boto3.client(name, region_name=REGION)
             for name in ("s3", "kms", "sagemaker", "events", "sqs")
         }
+
+
+@pytest.fixture
+def sagemaker(aws_credentials: None) -> Iterator[Any]:
+    """A moto SageMaker client (created inside the mock) with this stack's model package group."""
+    with mock_aws():
+        client = boto3.client("sagemaker", region_name=REGION)
+        client.create_model_package_group(ModelPackageGroupName=GROUP)
+        yield client

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from handlers.champion import compare, record_decision, replay_comparison
 from handlers.model_registry import APPROVED, PENDING, REJECTED, ModelRegistry, ModelVersion
-from tests.functional.conftest import REGION
-
-GROUP = "mlp-dev-models"
-IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3.0-gpu-py311"
-ARTIFACTS = "s3://mlp-dev-artifacts-123456789012-us-east-1/models"
-
-
-@pytest.fixture
-def sagemaker(aws_credentials: None) -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("sagemaker", region_name=REGION)
-        client.create_model_package_group(ModelPackageGroupName=GROUP)
-        yield client
+from tests.functional.conftest import ARTIFACTS, GROUP, IMAGE
 
 
 def register(client: Any, run: int, accuracy: float) -> ModelVersion:

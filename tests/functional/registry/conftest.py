@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from handlers.model_registry import ModelRegistry, ModelVersion
-from tests.functional.conftest import REGION
+from tests.functional.conftest import ARTIFACTS, GROUP, IMAGE  # noqa: F401 - used by the tests here
 
-GROUP = "mlp-dev-models"
-IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3.0-gpu-py311"
-ARTIFACTS = "s3://mlp-dev-artifacts-123456789012-us-east-1/models"
 TRAINING_JOB = "arn:aws:sagemaker:us-east-1:123456789012:training-job/mlp-dev-train-2024-06-01"
-
-
-@pytest.fixture
-def sagemaker(aws_credentials: None) -> Iterator[Any]:
-    """A moto SageMaker client (created inside the mock) with this stack's model package group."""
-    with mock_aws():
-        client = boto3.client("sagemaker", region_name=REGION)
-        client.create_model_package_group(ModelPackageGroupName=GROUP)
-        yield client
 
 
 @pytest.fixture
