@@ -1,33 +1,32 @@
-"""The model server's ASGI app (starlette): ``/ping``, ``/invocations``, ``/metrics``.
+"""The model server's ASGI app: ``/ping``, ``/invocations``, ``/metrics``.
 
-The event loop only reads bodies and writes answers. ``input_fn``, the forward pass and
-``output_fn`` run on a thread pool; the forward passes go through the ``Batcher`` (one at a time,
-shared by concurrent requests). The model loads on a background thread after the server starts
-listening, so ``/ping`` answers 503 while it loads, 200 once it is ready, and 503 again as soon as
-shutdown starts (``model_server._Server`` sets ``ModelService.draining``).
+A plain ASGI callable (no framework routing on the hot path): three fixed routes, JSON errors for
+everything else. A cheap ``input_fn``/``output_fn`` (the running mean of their cost under
+``INLINE_BUDGET_S``) runs on the event loop, which saves two thread hops per request; a costlier
+one runs on a thread pool. The forward passes go through the ``Batcher``'s model thread (one at a
+time, shared by concurrent requests), never on the event loop; ``transform_fn`` runs on the pool.
+The model loads on a background thread after the server starts listening, so ``/ping`` answers 503
+while it loads, 200 once it is ready, and 503 again as soon as shutdown starts
+(``model_server._Server`` sets ``ModelService.draining``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import itertools
+import json
 import logging
 import os
 import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
-
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from ._server_batching import Batcher, BatchInfo
 from ._server_handlers import (
@@ -59,6 +58,16 @@ _CODES = {
     504: "timeout",
 }
 _INTERNAL_MESSAGE = "internal error; quote the request id when reporting it"
+_REASONS = {404: "Not Found", 405: "Method Not Allowed"}
+INLINE_BUDGET_S = 0.001  # input_fn + output_fn cheaper than this (running mean) run on the event loop
+_COST_WEIGHT = 0.05  # weight of the newest request in that running mean
+_ID_PREFIX = uuid.uuid4().hex[:16]  # request ids: a random prefix per process + a counter
+_ids = itertools.count(1)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,7 @@ class ModelService:
         self.requests = 0
         self.responses_by_status: dict[int, int] = {}
         self.load_seconds: float | None = None
+        self._cost = 0.0  # running mean of input_fn + output_fn seconds per request
 
     def load(self) -> None:
         """Import the artifact's code and run ``model_fn`` (on a background thread)."""
@@ -128,8 +138,11 @@ class ModelService:
         self.ready.set()
         logger.info("model ready in %.2f s (batching %s)", self.load_seconds, "on" if batching else "off")
 
-    def predict(self, body: bytes, content_type: str | None, accept: str) -> Prediction:
-        """The whole request on a worker thread: decode, predict (batched), encode."""
+    async def predict(
+        self, body: bytes, content_type: str | None, accept: str, executor: ThreadPoolExecutor
+    ) -> Prediction:
+        """Decode, predict (batched on the model thread), encode. Decoding and encoding run on the
+        event loop while they are cheap, else on ``executor``."""
         handlers, batcher = self.handlers, self.batcher
         if handlers is None or batcher is None:
             raise ModelNotReadyError("the model is not loaded yet")
@@ -139,16 +152,45 @@ class ModelService:
                 payload = body.decode("utf-8")
             except UnicodeDecodeError:
                 raise BadRequestError("body is not valid UTF-8") from None
+        loop = asyncio.get_running_loop()
+        timeout = self.options.request_timeout_s
         if handlers.transform_fn is not None:
-            with self._transform_lock:
-                result = handlers.transform_fn(self.model, payload, content_type, accept)
+            work = loop.run_in_executor(executor, self._transform, handlers, payload, content_type, accept)
+            result = await _within(work, timeout)
             info = None
         else:
-            prediction, info = batcher.run(lambda: handlers.input_fn(payload, content_type))
-            result = handlers.output_fn(prediction, accept)
+            input_fn = handlers.input_fn
+            inline = self._cost < INLINE_BUDGET_S
+            future: asyncio.Future[tuple[Any, BatchInfo]] = loop.create_future()
+            started = time.perf_counter()
+            if inline:
+                batcher.submit(lambda: input_fn(payload, content_type), future, loop)
+            else:
+                submitted = loop.run_in_executor(
+                    executor, batcher.submit, lambda: input_fn(payload, content_type), future, loop
+                )
+                await _within(submitted, timeout)
+            spent = time.perf_counter() - started
+            expiry = loop.call_later(timeout, _expire, future, timeout)
+            try:
+                prediction, info = await future
+            finally:
+                expiry.cancel()
+            started = time.perf_counter()
+            if inline:
+                result = handlers.output_fn(prediction, accept)
+            else:
+                work = loop.run_in_executor(executor, handlers.output_fn, prediction, accept)
+                result = await _within(work, timeout)
+            spent += time.perf_counter() - started
+            self._cost += (spent - self._cost) * _COST_WEIGHT
         out, out_type = result if isinstance(result, tuple) else (result, None)
         data = out.encode() if isinstance(out, str) else bytes(out)
         return Prediction(data, str(out_type or _response_type(accept, self.options.default_accept)), info)
+
+    def _transform(self, handlers: HandlerSet, payload: Any, content_type: str | None, accept: str) -> Any:
+        with self._transform_lock:
+            return handlers.transform_fn(self.model, payload, content_type, accept)  # type: ignore[misc]
 
     def count(self, status: int) -> None:
         with self._counter_lock:
@@ -172,29 +214,44 @@ class ModelService:
         }
 
 
-def create_app(options: AppOptions, on_fatal: Callable[[], None] | None = None) -> Starlette:
+def create_app(options: AppOptions, on_fatal: Callable[[], None] | None = None) -> ServerApp:
     """The ASGI app of one worker; ``on_fatal`` is called if the model cannot be loaded.
     ``app.state.service`` is its ``ModelService``."""
-    server = _Routes(ModelService(options), on_fatal)
-    app = Starlette(
-        routes=[
-            Route("/ping", server.ping, methods=["GET"]),
-            Route("/invocations", server.invocations, methods=["POST"]),
-            Route("/metrics", server.metrics, methods=["GET"]),
-        ],
-        exception_handlers={HTTPException: server.http_error},
-        lifespan=server.lifespan,
-    )
-    app.state.service = server.service
-    return app
+    return ServerApp(ModelService(options), on_fatal)
 
 
-class _Routes:
+class ServerApp:
+    """The three routes as one ASGI callable (plus the lifespan protocol)."""
+
     def __init__(self, service: ModelService, on_fatal: Callable[[], None] | None) -> None:
         self.service = service
+        self.state = SimpleNamespace(service=service)
         self.options = service.options
         self._on_fatal = on_fatal
         self._executor = ThreadPoolExecutor(max_workers=self.options.threads, thread_name_prefix="predict")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path, method = scope["path"], scope["method"]
+            if path == "/invocations":
+                if method == "POST":
+                    await self.invocations(scope, receive, send)
+                    return
+                allowed = "POST"
+            elif path in {"/ping", "/metrics"}:
+                if method in ("GET", "HEAD"):
+                    await (self.ping(send) if path == "/ping" else self.metrics(send))
+                    return
+                allowed = "GET, HEAD"
+            else:
+                await _send_error(send, 404, _REASONS[404], _request_id(scope["headers"]))
+                return
+            await _send_error(send, 405, _REASONS[405], _request_id(scope["headers"]), {"Allow": allowed})
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
 
     def _load_in_background(self) -> None:
         try:
@@ -205,86 +262,135 @@ class _Routes:
             if self._on_fatal is not None:
                 self._on_fatal()
 
-    @contextlib.asynccontextmanager
-    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        if not self.service.ready.is_set():  # a supervised worker has loaded it already
-            threading.Thread(target=self._load_in_background, name="model-load", daemon=True).start()
-        try:
-            yield
-        finally:
-            self.service.draining = True
-            self._executor.shutdown(wait=False, cancel_futures=True)
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if not self.service.ready.is_set():  # a supervised worker has loaded it already
+                    threading.Thread(target=self._load_in_background, name="model-load", daemon=True).start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.service.draining = True
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                if self.service.batcher is not None:
+                    self.service.batcher.close(timeout=5.0)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
-    async def ping(self, _request: Request) -> Response:
+    async def ping(self, send: Send) -> None:
         if self.service.draining:
-            return JSONResponse({"status": "draining"}, status_code=503)
-        if not self.service.ready.is_set():
+            await _send_json(send, 503, {"status": "draining"})
+        elif not self.service.ready.is_set():
             status = "failed" if self.service.load_error is not None else "loading"
-            return JSONResponse({"status": status}, status_code=503, headers={"Retry-After": "1"})
-        return JSONResponse({"status": "healthy"})
+            await _send_json(send, 503, {"status": status}, {"Retry-After": "1"})
+        else:
+            await _send_json(send, 200, {"status": "healthy"})
 
-    async def invocations(self, request: Request) -> Response:
-        request_id = _request_id(request)
+    async def metrics(self, send: Send) -> None:
+        await _send_json(send, 200, self.service.metrics())
+
+    async def invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = accept = length = request_id = amzn_id = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"accept":
+                accept = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value.decode("latin-1")
+            elif name == b"x-request-id":
+                request_id = value.decode("latin-1")
+            elif name == b"x-amzn-requestid":
+                amzn_id = value.decode("latin-1")
+        request_id = _pick_request_id(request_id, amzn_id)
         try:
-            result = await self._predict(request)
+            if not self.service.ready.is_set():
+                raise ModelNotReadyError("the model is not loaded yet")
+            body = await _read_body(receive, length, self.options.max_body_bytes)
+            if accept is None or accepted_media_types(accept) in ([], ["*/*"]):
+                accept = self.options.default_accept
+            result = await self.service.predict(body, content_type, accept, self._executor)
         except Exception as exc:
-            return _error(self.service, exc, request_id)
-        headers = {"X-Request-Id": request_id, "Content-Type": result.content_type}  # as the handler said
+            await _error(send, self.service, exc, request_id)
+            return
+        headers = [
+            (b"content-type", result.content_type.encode("latin-1")),
+            (b"content-length", str(len(result.body)).encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
         if result.info is not None:
-            headers["X-Batch-Size"] = str(result.info.requests)
-            headers["X-Batch-Rows"] = str(result.info.rows)
+            headers.append((b"x-batch-size", str(result.info.requests).encode()))
+            headers.append((b"x-batch-rows", str(result.info.rows).encode()))
         self.service.count(200)
-        return Response(result.body, headers=headers)
-
-    async def _predict(self, request: Request) -> Prediction:
-        if not self.service.ready.is_set():
-            raise ModelNotReadyError("the model is not loaded yet")
-        body = await _read_body(request, self.options.max_body_bytes)
-        accept = request.headers.get("accept", "")
-        if accepted_media_types(accept) in ([], ["*/*"]):
-            accept = self.options.default_accept
-        content_type = request.headers.get("content-type")
-        work = asyncio.get_running_loop().run_in_executor(
-            self._executor, self.service.predict, body, content_type, accept
-        )
-        try:
-            return await asyncio.wait_for(work, self.options.request_timeout_s)
-        except TimeoutError:
-            raise RequestTimeoutError(
-                f"no prediction within {self.options.request_timeout_s:g} s (SAGEMAKER_MODEL_SERVER_TIMEOUT)"
-            ) from None
-
-    async def metrics(self, _request: Request) -> Response:
-        return JSONResponse(self.service.metrics())
-
-    async def http_error(self, request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
-        message = exc.detail if isinstance(exc, HTTPException) else _INTERNAL_MESSAGE
-        body = {"error": {"code": _CODES.get(status, "error"), "message": message}}
-        body["error"]["request_id"] = _request_id(request)
-        return JSONResponse(body, status_code=status, headers=headers)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": result.body})
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _within(work: Awaitable[Any], timeout: float) -> Any:
+    try:
+        return await asyncio.wait_for(work, timeout)
+    except TimeoutError:
+        raise _timeout_error(timeout) from None
+
+
+def _timeout_error(timeout: float) -> RequestTimeoutError:
+    return RequestTimeoutError(f"no prediction within {timeout:g} s (SAGEMAKER_MODEL_SERVER_TIMEOUT)")
+
+
+def _expire(future: asyncio.Future[Any], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(_timeout_error(timeout))
+
+
+async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """The body, refused with 413 from Content-Length before reading it, or as soon as it passes."""
-    declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise BadRequestError("Content-Length is not a number")
         if int(declared) > limit:
             raise PayloadTooLargeError(f"body is {int(declared)} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):  # the usual case: one message, no copy
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
         if size > limit:
             raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
+        if message["type"] == "http.disconnect":
+            raise BadRequestError("the client disconnected before sending the whole body")
+        if not message.get("more_body", False):
+            break
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
         chunks.append(chunk)
+    if size > limit:
+        raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
     return b"".join(chunks)
 
 
-def _error(service: ModelService, exc: Exception, request_id: str) -> Response:
+async def _send_json(send: Send, status: int, document: Any, headers: dict[str, str] | None = None) -> None:
+    body = json.dumps(document, separators=(",", ":")).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw.extend(
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()
+    )
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(
+    send: Send, status: int, message: str, request_id: str, headers: dict[str, str] | None = None
+) -> None:
+    body = {"error": {"code": _CODES.get(status, "error"), "message": message, "request_id": request_id}}
+    await _send_json(send, status, body, headers)
+
+
+async def _error(send: Send, service: ModelService, exc: Exception, request_id: str) -> None:
     """Errors with an HTTP status keep it (client errors show their message); anything else is a
     500 whose traceback goes to the log under the request id, never to the caller."""
     status = getattr(exc, "status_code", None)
@@ -306,15 +412,23 @@ def _error(service: ModelService, exc: Exception, request_id: str) -> Response:
     if status == 503:
         headers["Retry-After"] = "1"
     service.count(status)
-    return JSONResponse(body, status_code=status, headers=headers)
+    await _send_json(send, status, body, headers)
 
 
-def _request_id(request: Request) -> str:
-    for header in ("x-request-id", "x-amzn-requestid"):
-        value = request.headers.get(header, "")
-        if _REQUEST_ID.fullmatch(value):
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    found = {
+        name: value.decode("latin-1")
+        for name, value in headers
+        if name in (b"x-request-id", b"x-amzn-requestid")
+    }
+    return _pick_request_id(found.get(b"x-request-id"), found.get(b"x-amzn-requestid"))
+
+
+def _pick_request_id(*candidates: str | None) -> str:
+    for value in candidates:
+        if value and _REQUEST_ID.fullmatch(value):
             return value
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ids):x}"
 
 
 def _response_type(accept: str, default: str) -> str:

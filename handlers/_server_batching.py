@@ -2,20 +2,19 @@
 
 Policy (continuous batching with a bounded fill window):
 
-- The model runs one batch at a time. When it is idle, a request's thread runs its own input at
-  once: a lone caller never waits for a timer, so one caller sees the latency of an unbatched
-  server (same thread, same hops).
-- While a batch runs, newly decoded inputs queue. When it finishes, the oldest waiting request
-  becomes the next leader and takes everything queued that fits (``max_batch_size`` rows, same
-  trailing shape, dtype and device) — the batch size follows the load by itself.
-- The leader waits only for requests it knows are coming (accepted and still in ``input_fn``),
-  and never past ``max_batch_delay`` after the first queued item; with nothing on the way it
-  dispatches immediately.
+- One model thread per worker runs one batch at a time. When it is idle, a request is run as soon
+  as it is queued: a lone caller never waits for a timer.
+- While a batch runs, newly decoded inputs queue. When it finishes, the model thread takes
+  everything queued that fits (``max_batch_size`` rows, same trailing shape, dtype and device) —
+  the batch size follows the load by itself.
+- It waits only for requests it knows are coming (accepted and still in ``input_fn``), and never
+  past ``max_batch_delay`` after the first queued item; with nothing on the way it dispatches
+  immediately.
 
-The leader is the first waiting request's own worker thread (leader/follower), not a dedicated
-thread: a hand-off to a batching thread and back would add two thread wake-ups to every
-request, which is most of the cost at one caller. Either way exactly one forward pass runs at a
-time, and never on the event loop.
+Requests are submitted from the event loop (or a pool thread) with an ``asyncio`` future; the
+model thread resolves all the futures of a batch with one ``call_soon_threadsafe`` per event
+loop, so a request costs no thread of its own and no wake-up beyond its batch's. The forward pass
+never runs on the event loop.
 
 Inputs are concatenated along dim 0 only when every one is a ``torch.Tensor`` (or every one a
 ``numpy.ndarray``) with at least two dimensions; anything else runs alone. The output is split
@@ -27,12 +26,13 @@ request is rerun alone and batching is switched off (the model's outputs are not
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,21 +49,42 @@ class BatchInfo:
     rows: int
 
 
-@dataclass
+_NO_INFO = BatchInfo(1, 0)
+
+
 class _Item:
-    data: Any
-    rows: int | None  # None: cannot be batched with others
-    key: tuple[Any, ...] | None
-    enqueued: float = field(default_factory=time.monotonic)
-    event: threading.Event = field(default_factory=threading.Event)
-    done: bool = False
-    result: Any = None
-    error: BaseException | None = None
-    info: BatchInfo = BatchInfo(1, 0)
+    __slots__ = ("data", "rows", "key", "enqueued", "future", "loop", "done", "result", "error", "info")
+
+    def __init__(
+        self,
+        data: Any,
+        rows: int | None,  # None: cannot be batched with others
+        key: tuple[Any, ...] | None,
+        future: asyncio.Future[tuple[Any, BatchInfo]],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.data, self.rows, self.key = data, rows, key
+        self.future, self.loop = future, loop
+        self.enqueued = time.monotonic()
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.info = _NO_INFO
 
     def finish(self, result: Any, error: BaseException | None, info: BatchInfo) -> None:
         self.result, self.error, self.info, self.done = result, error, info, True
-        self.event.set()
+
+
+def _resolve(items: list[_Item]) -> None:
+    """On the event loop: hand each finished item's outcome to its waiting request."""
+    for item in items:
+        future = item.future
+        if future.done():  # timed out meanwhile
+            continue
+        if item.error is not None:
+            future.set_exception(item.error)
+        else:
+            future.set_result((item.result, item.info))
 
 
 class BatchMetrics:
@@ -130,58 +151,87 @@ class Batcher:
         self.metrics = metrics or BatchMetrics()
         self._cond = threading.Condition()
         self._queue: deque[_Item] = deque()
-        self._busy = False  # a leader is collecting or running a batch
+        self._busy = False  # the model thread is collecting or running a batch
         self._preparing = 0  # accepted requests still in input_fn
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="model", daemon=True)
+        self._thread.start()
 
     def depth(self) -> dict[str, int]:
         """Requests in ``input_fn``, queued for the model, and whether a batch is running."""
         with self._cond:
             return {"preparing": self._preparing, "queued": len(self._queue), "model_busy": int(self._busy)}
 
-    def run(self, prepare: Callable[[], Any]) -> tuple[Any, BatchInfo]:
-        """``prepare()`` (the request's ``input_fn``), then its prediction; raises what they raise."""
-        with self._cond:
+    def submit(
+        self,
+        prepare: Callable[[], Any],
+        future: asyncio.Future[tuple[Any, BatchInfo]],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        """Run ``prepare()`` (the request's ``input_fn``) on the calling thread, then queue its
+        result; ``future`` (of ``loop``) gets ``(prediction, BatchInfo)`` or the error. Raises what
+        ``prepare`` raises (nothing is queued then)."""
+        cond = self._cond
+        with cond:
+            if self._closed:
+                raise RuntimeError("the batcher is closed")
             self._preparing += 1
         try:
             data = prepare()
         except BaseException:
-            with self._cond:
+            with cond:
                 self._preparing -= 1
-                self._cond.notify()
+                cond.notify()
             raise
-        return self._submit(data)
-
-    def _submit(self, data: Any) -> tuple[Any, BatchInfo]:
         rows, key = _batch_key(data) if self.enabled else (None, None)
-        item = _Item(data, rows, key)
-        with self._cond:
+        item = _Item(data, rows, key, future, loop)
+        with cond:
             self._preparing -= 1
             self._queue.append(item)
-            self._cond.notify()  # a leader may be waiting for this one
-            lead = not self._busy
-            self._busy = True
-        while not item.done:
-            if not lead:
-                item.event.wait()
-                if item.done:
-                    break
-            # Leading: the queue was empty (so this item is the only one) or this item was handed
-            # the lead as the oldest queued one; either way it is in the batch collected here.
+            cond.notify()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the model thread once the queue is empty."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _serve(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._queue:
+                    if self._closed:
+                        return
+                    cond.wait()
+                self._busy = True
+                batch = self._collect()
             try:
-                with self._cond:
-                    batch = self._collect()
                 self._execute(batch)
+            except BaseException:  # the items carry the error; keep serving
+                logger.exception("a forward pass failed outside predict_fn")
             finally:
-                with self._cond:
-                    if self._queue:
-                        successor = self._queue[0]
-                        successor.event.set()  # not done yet, so it wakes up as the next leader
-                    else:
-                        self._busy = False
-            lead = False
-        if item.error is not None:
-            raise item.error
-        return item.result, item.info
+                with cond:
+                    self._busy = False
+                self._deliver(batch)
+
+    @staticmethod
+    def _deliver(batch: list[_Item]) -> None:
+        loop = batch[0].loop
+        if all(item.loop is loop for item in batch):
+            groups = [(loop, batch)]
+        else:
+            by_loop: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
+            for item in batch:
+                by_loop.setdefault(item.loop, []).append(item)
+            groups = list(by_loop.items())
+        for target, items in groups:
+            try:
+                target.call_soon_threadsafe(_resolve, items)
+            except RuntimeError:  # that event loop is closed: nobody waits any more
+                pass
 
     def _collect(self) -> list[_Item]:
         """Pop the next batch (called with the lock held; may wait for requests on the way)."""
@@ -201,9 +251,11 @@ class Batcher:
 
     def _fitting(self) -> tuple[int, int, bool]:
         """(items from the front that batch together, their rows, whether the next one can't join)."""
-        first = self._queue[0]
+        queue = self._queue
+        first = queue[0]
         count, rows = 1, first.rows or 0
-        for item in list(self._queue)[1:]:
+        for index in range(1, len(queue)):
+            item = queue[index]
             if item.rows is None or item.key != first.key or rows + item.rows > self._max_rows:
                 return count, rows, True
             count, rows = count + 1, rows + item.rows

@@ -2,7 +2,7 @@
 
 Serves an artifact in the SageMaker PyTorch layout (weights + ``code/inference.py``) with the
 SageMaker container contract: ``GET /ping`` and ``POST /invocations`` on port 8080, plus
-``GET /metrics``. Built on uvicorn + starlette; the model never runs on the event loop, and
+``GET /metrics``. Built on uvicorn + a plain ASGI app; the model never runs on the event loop, and
 concurrent requests share forward passes (dynamic batching, see ``handlers/_server_batching.py``).
 
     python -m handlers.model_server --model-dir PATH_OR_TARGZ [--host 127.0.0.1] [--port 8080]
@@ -263,6 +263,7 @@ def run_worker(settings: ServerSettings, model_dir: Path, *, parent_pid: int | N
         access_log=settings.access_log,
         timeout_graceful_shutdown=max(1, round(settings.graceful_timeout_s)),
         server_header=False,
+        proxy_headers=False,  # no proxy in front of the container: skip the per-request middleware
     )
     server = _Server(config, app.state.service)
     stopper.append(server)
