@@ -3,16 +3,18 @@
 TorchServe hands a handler up to ``batchSize`` requests at once; this one decodes them all, runs
 ONE forward pass over the concatenated rows and splits the outputs back per request (the SageMaker
 toolkit's handler runs its functions per request instead). Same body format as
-``bench/_serving_inference.py``. Copied into the model store as ``handler.py``; imports only torch.
+``bench/_serving_inference.py``, decoded the same way (orjson + numpy). Copied into the model store
+as ``handler.py``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
 import torch
 
 
@@ -29,20 +31,20 @@ class BatchedMLP:
         counts: list[int] = []
         rows: list[Any] = []
         for request in data:
-            payload = request.get("body")
+            payload: Any = request.get("body")
             if payload is None:
                 payload = request.get("data")
             if isinstance(payload, bytes | bytearray | str):
-                payload = json.loads(payload)
+                payload = orjson.loads(payload)
             instances = payload["instances"] if isinstance(payload, dict) else payload
             counts.append(len(instances))
             rows.extend(instances)
         with torch.inference_mode():
-            outputs = self.model(torch.tensor(rows, dtype=torch.float32)).tolist()
+            outputs = self.model(torch.from_numpy(np.asarray(rows, dtype=np.float32))).tolist()
         answers: list[str] = []
         start = 0
         for count in counts:
-            answers.append(json.dumps({"predictions": outputs[start : start + count]}))
+            answers.append(orjson.dumps({"predictions": outputs[start : start + count]}).decode())
             start += count
         return answers
 

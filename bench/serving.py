@@ -6,14 +6,15 @@ One model (MLP 512-2048-2048-10, TorchScript ``model.pth``), one body format (JS
 ``{"instances": [[512 floats]]}``, one row per request; answer ``{"predictions": [[10 floats]]}``)
 and one machine, side by side:
 
-- ``ours``: ``python -m handlers.model_server`` (dynamic batching) on the DLC-layout model folder;
+- ``ours``: ``python -m handlers.model_server`` (dynamic batching) on the DLC-layout model folder,
+  2 workers x 1 torch thread (one worker per core, as tuned TorchServe runs);
 - ``torchserve-sagemaker-defaults``: TorchServe through the SageMaker PyTorch inference toolkit
   with every default (what the SageMaker PyTorch DLC runs out of the box);
 - ``torchserve-tuned``: TorchServe with its own batched handler, 2 workers x 1 thread, batch 32,
   5 ms delay, errors-only logging;
 - ``fastapi`` / ``fastapi-2-threads``: FastAPI + uvicorn, one forward pass per request (sync route,
   threadpool), 1 or 2 torch threads per forward pass;
-- the in-process batched forward pass (batch 1, 8, 32, 128) as the limit.
+- the in-process batched forward pass (batch 1, 8, 32, 128) on all the cores as the limit.
 
 Closed-loop callers at each concurrency (1, 16, 64) for a fixed window after a warm-up, through
 an asyncio keep-alive HTTP/1.1 client whose own ceiling (against a trivial endpoint) is reported.
@@ -185,6 +186,7 @@ class ServerSpec:
     cwd: Path = REPO
     ping_path: str = "/ping"
     metrics_path: str | None = None
+    workers: int = 1  # processes answering /metrics each for itself
     ready_timeout_s: float = 120.0
 
 
@@ -350,6 +352,7 @@ def server_specs(
                 "max_batch_delay_ms": args.max_batch_delay_ms,
             },
             metrics_path="/metrics",
+            workers=args.workers,
         ),
     }
     for name, threads in ((FASTAPI, 1), (FASTAPI_2T, 2)):
@@ -511,8 +514,8 @@ def measure_limit_when_quiet(
     model_dir: Path, batches: tuple[int, ...], args: argparse.Namespace
 ) -> tuple[dict[int, float], float]:
     other = wait_for_quiet(args.wait_quiet)
-    print(f"in-process forward pass, {args.torch_threads} torch threads (other work: {other:.2f} cores):")
-    limit = measure_limit(model_dir / "model.pth", args.torch_threads, batches, args.limit_seconds)
+    print(f"in-process forward pass, {args.limit_threads} torch threads (other work: {other:.2f} cores):")
+    limit = measure_limit(model_dir / "model.pth", args.limit_threads, batches, args.limit_seconds)
     print("  " + "  ".join(f"batch {b}: {limit[b]:,.0f} rows/s" for b in batches), flush=True)
     return limit, other
 
@@ -525,7 +528,7 @@ def measure_server(
     hertz = os.sysconf("SC_CLK_TCK")
     results = []
     for concurrency in concurrencies:
-        before = _server_metrics(server)
+        before = _server_metrics(server, server.spec.workers)
         started, busy0, own0 = _cpu_jiffies(server)
         result = run_load(
             server.port, requests, concurrency=concurrency, warmup_s=warmup_s, duration_s=duration_s
@@ -537,7 +540,7 @@ def measure_server(
         row["other_work_cores"] = max(
             0.0, (busy1 - busy0) / hertz / elapsed - row["server_cpu_cores"] - result.client_cpu_cores
         )
-        if before is not None and (after := _server_metrics(server)) is not None:
+        if before is not None and (after := _server_metrics(server, server.spec.workers)) is not None:
             batches = after.get("batches", 0) - before.get("batches", 0)
             batched = after.get("batched_requests", 0) - before.get("batched_requests", 0)
             row["mean_batch_requests"] = batched / batches if batches else None
@@ -593,15 +596,27 @@ def measure_servers(
     return results, failures
 
 
-def _server_metrics(server: Server) -> dict[str, Any] | None:
-    """The server's own counters (our server's ``GET /metrics``), if it has them."""
+def _server_metrics(server: Server, workers: int) -> dict[str, Any] | None:
+    """The server's batch counters (our server's ``GET /metrics``) summed over its ``workers``.
+
+    Each worker answers for itself, and the kernel hands each new connection to one worker
+    (SO_REUSEPORT), so this asks on fresh connections until every worker has answered once.
+    """
     if server.spec.metrics_path is None:
         return None
-    with contextlib.suppress(OSError, ValueError):
-        status, body = _http(server.port, "GET", server.spec.metrics_path)
-        if status == 200:
-            return dict(json.loads(body))
-    return None
+    per_worker: dict[Any, dict[str, Any]] = {}
+    for _ in range(20 * workers):
+        with contextlib.suppress(OSError, ValueError):
+            status, body = _http(server.port, "GET", server.spec.metrics_path)
+            if status == 200:
+                document = dict(json.loads(body))
+                per_worker[document.get("worker_pid")] = document
+        if len(per_worker) >= workers:
+            break
+    if len(per_worker) < workers:
+        return None
+    counters = ("batches", "batched_requests")
+    return {name: sum(int(doc.get(name, 0)) for doc in per_worker.values()) for name in counters}
 
 
 def _cpu_jiffies(server: Server) -> tuple[float, int, int]:
@@ -757,8 +772,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=[TRIVIAL, FASTAPI, FASTAPI_2T, OURS, TS_DEFAULTS, TS_TUNED],
     )
     parser.add_argument("--skip-torchserve", action="store_true")
-    parser.add_argument("--torch-threads", type=int, default=CORES, help="ours and the in-process limit")
-    parser.add_argument("--workers", type=int, default=1, help="our server's worker processes")
+    parser.add_argument("--torch-threads", type=int, default=1, help="ours: torch threads per worker")
+    parser.add_argument("--workers", type=int, default=CORES, help="our server's worker processes")
+    parser.add_argument(
+        "--limit-threads", type=int, default=CORES, help="torch threads of the in-process limit (all cores)"
+    )
     parser.add_argument("--max-batch-size", type=int, default=32, help="ours and tuned TorchServe")
     parser.add_argument("--max-batch-delay-ms", type=int, default=5, help="ours and tuned TorchServe")
     parser.add_argument("--ts-workers", type=int, default=2, help="tuned TorchServe workers")
@@ -811,7 +829,7 @@ def main(argv: list[str] | None = None) -> int:
         limit, other = measure_limit_when_quiet(model_dir, batches, args)
         settings: dict[str, Any] = {
             "in-process limit": {
-                "torch_threads": args.torch_threads,
+                "torch_threads": args.limit_threads,
                 "other_work_cores_before": round(other, 2),
             }
         }

@@ -28,7 +28,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from ._server_batching import Batcher, BatchInfo
+import torch
+
+from ._server_batching import Batcher, BatchInfo, leading_rows
 from ._server_handlers import (
     JSON,
     UTF8_TYPES,
@@ -42,6 +44,7 @@ from ._server_handlers import (
     load_handlers,
     media_type_of,
 )
+from ._server_threads import ForwardThreads
 
 logger = logging.getLogger("handlers.model_server")
 
@@ -83,6 +86,9 @@ class AppOptions:
     request_timeout_s: float = 60.0
     default_accept: str = JSON
     threads: int = 64
+    torch_threads: int = 0  # per forward pass under load; 0: torch's current setting
+    spare_threads: int = 0  # for a lone one-row pass while no other worker runs one
+    in_flight: Any = None  # requests in flight on all workers (multiprocessing.Value); None: alone
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,9 @@ class ModelService:
         self.responses_by_status: dict[int, int] = {}
         self.load_seconds: float | None = None
         self._cost = 0.0  # running mean of input_fn + output_fn seconds per request
+        self.threads = ForwardThreads(
+            options.torch_threads or torch.get_num_threads(), options.spare_threads, options.in_flight
+        )
 
     def load(self) -> None:
         """Import the artifact's code and run ``model_fn`` (on a background thread)."""
@@ -124,7 +133,10 @@ class ModelService:
         if self.options.batching and not batching:
             logger.info("transform_fn serves each request whole: batching is off")
 
+        threads = self.threads
+
         def predict(data: Any) -> Any:
+            threads.before_forward(leading_rows(data))
             return handlers.predict_fn(data, model)
 
         self.handlers, self.model = handlers, model
@@ -202,6 +214,7 @@ class ModelService:
         batching = {**self.batcher.metrics.snapshot(), **self.batcher.depth()} if self.batcher else {}
         return {
             "worker_pid": os.getpid(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "ready": self.ready.is_set(),
             "draining": self.draining,
             "batching": bool(self.batcher and self.batcher.enabled),
@@ -309,7 +322,11 @@ class ServerApp:
             body = await _read_body(receive, length, self.options.max_body_bytes)
             if accept is None or accepted_media_types(accept) in ([], ["*/*"]):
                 accept = self.options.default_accept
-            result = await self.service.predict(body, content_type, accept, self._executor)
+            self.service.threads.started()
+            try:
+                result = await self.service.predict(body, content_type, accept, self._executor)
+            finally:
+                self.service.threads.finished()
         except Exception as exc:
             await _error(send, self.service, exc, request_id)
             return

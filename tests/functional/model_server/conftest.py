@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 import torch
 
+from handlers.model_server import NATIVE_THREAD_VARIABLES
 from training_jobs import package, prepare, train
 from training_jobs.datasets import write_raw
 from training_jobs.hyperparameters import parse_hyperparameters
@@ -187,14 +188,13 @@ def free_port() -> int:
 
 
 def server_env(**extra: str) -> dict[str, str]:
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_"))}
-    return {
-        **inherited,
-        "PYTHONPATH": str(REPO_ROOT),
-        "PYTHONUNBUFFERED": "1",
-        "OMP_NUM_THREADS": "1",
-        **extra,
+    # The server sizes the OpenMP/BLAS pools itself (from --torch-threads): none inherited.
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SM_", "SAGEMAKER_")) and k not in NATIVE_THREAD_VARIABLES
     }
+    return {**inherited, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", **extra}
 
 
 @contextlib.contextmanager

@@ -99,22 +99,27 @@ def test_ping_turns_503_as_soon_as_shutdown_starts(gated_artifact):
 
 
 def test_several_workers_serve_on_one_port_and_stop_cleanly(mlp_artifact, tmp_path):
-    # GIVEN two worker processes
+    # GIVEN two worker processes of one torch thread each (running_server passes --torch-threads 1)
     with running_server(mlp_artifact, "--workers", "2", log_dir=tmp_path) as server:
         server.wait_ready()
         # WHEN requests arrive on new connections
         pids: set[int] = set()
+        pool_sizes: set[str | None] = set()
 
         def answer_from_a_new_worker() -> bool:
             reply = server.invoke(json.dumps({"inputs": [[1.0, 2.0, 3.0, 4.0]]}))
             assert reply.status == 200
-            pids.add(server.metrics()["worker_pid"])
+            metrics = server.metrics()
+            pids.add(metrics["worker_pid"])
+            pool_sizes.add(metrics["omp_num_threads"])
             return len(pids) == 2
 
         server.wait_until(answer_from_a_new_worker, "answers from both workers")
-        # THEN both workers answer (each loaded the model), and SIGTERM stops all with exit 0
+        # THEN both workers answer (each loaded the model) with OpenMP pools sized to their one
+        # thread, and SIGTERM stops all with exit 0
         assert len(pids) == 2
         assert server.process.pid not in pids
+        assert pool_sizes == {"1"}
         assert server.terminate() == 0
 
 
