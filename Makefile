@@ -4,12 +4,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
-EXTRAS := infra,train,lambda,serve,dev
+EXTRAS := infra,train,lambda,serve,local,dev
 # The install is redone whenever pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 LINT_PATHS := infra training_jobs handlers models mlctl tests $(wildcard bench)
 
-.PHONY: install run plan lint format typecheck test test-only clean
+.PHONY: install run plan down lint format typecheck test test-only clean
 
 install: $(STAMP)
 
@@ -20,11 +20,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-## The main job: the offline plan of the dev stack (the local platform replaces it when it lands).
-run: plan
+## The main job: the whole platform on this machine (`mlctl local up`), then everything stopped.
+run: install
+	$(BIN)/mlctl local up --stack $(STACK)
 
 plan: install
 	$(BIN)/mlctl plan --stack $(STACK)
+
+## Stops what `mlctl local up --keep` left running (or the remains of a failed `up`).
+down: install
+	$(BIN)/mlctl local down
 
 lint: install
 	$(BIN)/ruff check $(LINT_PATHS)
@@ -44,4 +49,4 @@ test-only: install
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build .mlctl-local *.egg-info

@@ -7,6 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from infra.stack_config import StackConfigError, UnknownStackError
+from mlctl.cost import add_cost_parser
+from mlctl.deploy_wait import add_deploy_parser
+from mlctl.invoke import add_invoke_parser
+from mlctl.local.commands import add_local_parser
+from mlctl.models import add_models_parser
+from mlctl.size import add_size_parser
+from mlctl.train import add_train_parser
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -26,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--stack", default="dev", help="stack name: reads Pulumi.<stack>.yaml (default: dev)")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.set_defaults(handler=_plan)
+    add_local_parser(commands)
+    add_train_parser(commands)
+    add_models_parser(commands)
+    add_deploy_parser(commands)
+    add_invoke_parser(commands)
+    add_cost_parser(commands)
+    add_size_parser(commands)
     return parser
 
 

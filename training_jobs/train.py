@@ -29,6 +29,7 @@ from models import REGRESSION, TaskModel, build, save_model
 from . import data, distributed
 from .baselines import validation_confidences, write_baseline
 from .hyperparameters import HyperparameterError, Hyperparameters, parse_cli, parse_hyperparameters
+from .input_contract import write_input_schema
 from .metrics import METRIC_DEFINITIONS
 from .serving_code import write_serving_code
 from .sm_env import TrainingEnv
@@ -94,6 +95,7 @@ def run(env: TrainingEnv, hp: Hyperparameters) -> list[dict[str, float]]:
             confidences = validation_confidences(model, [r.features for r in validation_records])
             features = [r.features for r in train_records]
             write_baseline(env.model_dir, features, confidences, task.feature_names or None)
+            write_input_schema(env.model_dir, task, model)
         distributed.barrier(env)  # no rank exits (and tears the group down) before rank 0 is done
         return history
     finally:

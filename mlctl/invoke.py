@@ -1,0 +1,142 @@
+"""``mlctl invoke``: one prediction through the platform's HTTPS API (``POST <apiUrl>/v1/predict``).
+
+The request goes through API Gateway and the prediction Lambda exactly as a client's would, with
+the stack's API key (``x-api-key``), so it checks the whole path, not just the endpoint.
+Only the standard library speaks HTTP here: no new dependency for one POST.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlctl.targets import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    add_target_arguments,
+    api_endpoint,
+    resolve_target,
+    run_guarded,
+)
+
+PREDICT_PATH = "/v1/predict"
+DEFAULT_TIMEOUT_SECONDS = 30.0  # above API Gateway's own 29 s, so its 504 reaches us instead
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    body: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+def predict_url(api_url: str) -> str:
+    return api_url.rstrip("/") + PREDICT_PATH
+
+
+def post_json(
+    url: str, body: bytes, api_key: str | None, timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> HttpAnswer:
+    """POST ``body`` as JSON; any HTTP status is an answer, an unreachable API a :class:`CommandError`."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if api_key:
+        headers["x-api-key"] = api_key
+    if not url.startswith(("https://", "http://")):
+        raise CommandError(f"the API URL {url!r} is not an http(s) URL")
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return HttpAnswer(response.status, response.read().decode("utf-8", errors="replace"))
+    except urllib.error.HTTPError as exc:
+        return HttpAnswer(exc.code, exc.read().decode("utf-8", errors="replace"))
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CommandError(f"cannot reach {url}: {reason}") from None
+
+
+def add_invoke_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``mlctl invoke --body JSON | --file PATH [--raw]`` on ``commands``."""
+    invoke = commands.add_parser(
+        "invoke",
+        help="send one prediction request through the HTTPS API",
+        description="POST a JSON body to <apiUrl>/v1/predict with the stack's API key and print the answer.",
+    )
+    source = invoke.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--body", metavar="JSON", help='the request as JSON, e.g. \'{"instance": {"text": "hi"}}\''
+    )
+    source.add_argument(
+        "--file", type=Path, metavar="PATH", help="a file holding the request JSON ('-' reads stdin)"
+    )
+    invoke.add_argument(
+        "--raw", action="store_true", help="send the body unchecked and print the answer exactly as received"
+    )
+    invoke.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="seconds (default 30)",
+    )
+    add_target_arguments(invoke)
+    invoke.set_defaults(handler=_invoke)
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    def action() -> int:
+        body = _request_body(args)
+        target = resolve_target(args)
+        url, key = api_endpoint(target)
+        answer = post_json(predict_url(url), body, key, timeout=args.timeout)
+        if not answer.ok:
+            print(f"mlctl invoke: HTTP {answer.status}: {_one_line(answer.body)}", file=sys.stderr)
+            return EXIT_FAILED
+        print(answer.body if args.raw else _pretty(answer.body))
+        return EXIT_OK
+
+    return run_guarded("invoke", action)
+
+
+def _request_body(args: argparse.Namespace) -> bytes:
+    if args.file is not None:
+        try:
+            text = sys.stdin.read() if str(args.file) == "-" else Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read {args.file}: {exc}", EXIT_USAGE) from None
+    else:
+        text = args.body
+    if not args.raw:
+        # Caught here, not by the API: a typo in a shell quote is not worth a round trip.
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CommandError(
+                f"the request body is not valid JSON: {exc} (use --raw to send it anyway)", EXIT_USAGE
+            ) from None
+    return text.encode("utf-8")
+
+
+def _pretty(body: str) -> str:
+    try:
+        return json.dumps(json.loads(body), indent=2)
+    except json.JSONDecodeError:
+        return body
+
+
+def _one_line(body: str) -> str:
+    try:
+        text = json.dumps(json.loads(body), separators=(",", ":"))
+    except json.JSONDecodeError:
+        text = " ".join(body.split())
+    return text[:MAX_ERROR_CHARS]

@@ -1,0 +1,333 @@
+"""``mlctl local up`` and ``mlctl local down``: the whole platform on this machine.
+
+``up`` starts the emulator (:mod:`mlctl.local.emulator`) unless one from an earlier ``up --keep``
+still runs, creates the stack's resources in it from the Pulumi program's plan (first time only),
+and runs the loop (:mod:`mlctl.local.workflow`). A second ``up`` against a kept platform puts new
+data, trains and registers the next version, and the endpoint switches to it blue/green.
+Without ``--keep`` everything started is stopped at the end; ``down`` stops a kept platform (or
+the remains of a failed ``up``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from mlctl.local.state import DEFAULT_STATE_DIR, PROJECT_ROOT, LocalState, process_alive
+
+EMULATOR_START_TIMEOUT_S = 60.0
+EMULATOR_STOP_TIMEOUT_S = 30.0
+DEFAULT_EPOCHS = 4
+API_STAGE_ENV = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_DEV": "false"}
+
+
+class LocalError(RuntimeError):
+    """A step of ``local up``/``down`` failed; the message says what to do."""
+
+
+def add_local_parser(commands: Any) -> None:
+    local = commands.add_parser(
+        "local",
+        help="run the whole platform on this machine (AWS emulated on loopback)",
+        description="The platform's loop on this machine: emulated AWS, real training, serving and API.",
+    )
+    actions = local.add_subparsers(dest="local_command", required=True, metavar="ACTION")
+    up = actions.add_parser("up", help="start (or reuse) the local platform and run the loop once")
+    up.add_argument("--stack", default="dev", help="stack config to use (Pulumi.<stack>.yaml; default dev)")
+    up.add_argument("--keep", action="store_true", help="leave the API and endpoint serving afterwards")
+    up.add_argument("--manual-approval", action="store_true", help="stop after registering; approve yourself")
+    up.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"training epochs ({DEFAULT_EPOCHS})")
+    up.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=argparse.SUPPRESS)
+    up.set_defaults(handler=_up)
+    down = actions.add_parser("down", help="stop everything `local up` started")
+    down.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=argparse.SUPPRESS)
+    down.set_defaults(handler=_down)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _step(number: int, title: str) -> None:
+    print(f"\n[{number}] {title}", flush=True)
+
+
+# --- up ------------------------------------------------------------------------------------------------
+
+
+def _up(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    state_dir: Path = args.state_dir
+    try:
+        state = local_up(args.stack, state_dir, manual_approval=args.manual_approval, epochs=args.epochs)
+    except LocalError as exc:
+        print(f"mlctl local up: {exc}", file=sys.stderr)
+        if not args.keep:
+            stop_platform(state_dir, quiet=True)
+        else:
+            print(f"  the platform is left running; `mlctl local down` stops it (logs: {state_dir}/logs)")
+        return 1
+    elapsed = time.monotonic() - started
+    if args.keep:
+        _say(
+            f"\nThe platform keeps serving ({elapsed:.0f} s). Try:\n"
+            f"  curl -s {state.api_url}/v1/health -H 'x-api-key: {state.api_key}'\n"
+            f"  .venv/bin/mlctl models list --local\n"
+            f"  .venv/bin/mlctl local up --keep  # new data: version {len(state.versions) + 1}, blue/green\n"
+            f"  .venv/bin/mlctl local down\n"
+            f"API: {state.api_url}  key: {state.api_key}  AWS (emulated): {state.aws_endpoint_url}"
+        )
+    else:
+        stop_platform(state_dir, quiet=True)
+        _say(f"\nDone in {elapsed:.0f} s; everything it started is stopped (`--keep` leaves it serving).")
+    return 0
+
+
+def local_up(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int) -> LocalState:
+    """Run the loop once; returns the platform's state (still running). Raises :class:`LocalError`
+    with a one-line message; the traceback goes to ``logs/up.log`` under ``state_dir``."""
+    from infra.stack_config import StackConfigError, UnknownStackError  # noqa: PLC0415
+
+    try:
+        return _run_loop(stack, state_dir, manual_approval=manual_approval, epochs=epochs)
+    except (LocalError, StackConfigError, UnknownStackError):
+        raise
+    except Exception as exc:  # one line for the user, the whole story in the log
+        log = state_dir / "logs" / "up.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as out:
+            traceback.print_exc(file=out)
+        raise LocalError(f"{type(exc).__name__}: {exc} (details: {log})") from exc
+
+
+def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int) -> LocalState:
+    from handlers.deployer import DeploySettings  # noqa: PLC0415
+    from infra.offline import run_offline  # noqa: PLC0415
+    from infra.stack_config import load_stack_config  # noqa: PLC0415
+    from mlctl.local.workflow import StackNames, Workflow  # noqa: PLC0415
+
+    _step(1, f"plan the {stack} stack (the Pulumi program under its mock runtime)")
+    config = load_stack_config(stack)
+    plan = run_offline(stack)
+    names = StackNames.from_outputs(plan.outputs)
+    function_env = _function_environments(plan)
+    _say(f"{len(plan.resources)} resources; endpoint {names.endpoint}, registry {names.group}")
+
+    _step(2, "start the local AWS emulator, SageMaker Runtime and API Gateway")
+    state = _reuse_or_start(stack, state_dir, names, function_env)
+    _say(f"AWS (emulated) {state.aws_endpoint_url}; API {state.api_url}")
+    if not state.applied:
+        _create_resources(plan, state, names)
+        state.applied = True
+        state.write(state_dir)
+
+    state.runs += 1
+    run = state.runs
+    work_dir = state_dir / "work"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    flow = Workflow(config, names, state.aws_endpoint_url, work_dir, _say, run=run, epochs=epochs)
+
+    _step(3, f"data -> prepare (run {run})")
+    raw_uri = flow.put_raw_data()
+    dataset_uri, dataset_version, dataset_dir = flow.prepare(raw_uri)
+
+    _step(4, "train (a SageMaker training job, run by the local training runner)")
+    model = flow.train(dataset_uri, dataset_version)
+    curve = flow.save_training_curve(model, state_dir / f"training-curve-run{run}.png")
+    if curve is not None:
+        _say(f"training curve: {curve}")
+
+    _step(5, "evaluate -> gate -> register")
+    metrics, report_uri = flow.evaluate(model, dataset_dir)
+    flow.gate(metrics)
+    version = flow.register(model, metrics, report_uri)
+    state.versions.append(int(version.version))
+    state.write(state_dir)
+    if manual_approval:
+        _say(
+            f"registered {version.label} and stopped before deploying (--manual-approval). Approve with\n"
+            f"  .venv/bin/mlctl models approve {version.version} --local --reason '...'"
+        )
+        return state
+    approved = flow.approve(version)
+
+    _step(6, "deploy (the deployer's CreateEndpoint/UpdateEndpoint, then its verification)")
+    flow.publish_serving_files(model)
+    settings = DeploySettings.from_env(state.deployer_env)
+    flow.deploy(approved, settings)
+
+    _step(7, "infer over HTTP: API Gateway -> the API Lambda handler -> SageMaker Runtime -> model server")
+    answers = flow.send_sample_requests(state.api_url, state.api_key, dataset_dir)
+
+    _step(8, "capture -> drift check")
+    flow.wait_for_capture(len(answers))
+    flow.drift_check(function_env.get("drift-monitor", {}))
+    return state
+
+
+def _function_environments(plan: Any) -> dict[str, dict[str, str]]:
+    """Each Lambda's environment as the program declares it, by function role (``predict-api``...)."""
+    environments: dict[str, dict[str, str]] = {}
+    for resource in plan.of_type("aws:lambda/function:Function"):
+        variables = (resource.inputs.get("environment") or {}).get("variables") or {}
+        role = resource.name.split("-", 1)[1] if "-" in resource.name else resource.name
+        environments[role] = {str(k): str(v) for k, v in variables.items()}
+    return environments
+
+
+def _reuse_or_start(
+    stack: str, state_dir: Path, names: Any, function_env: dict[str, dict[str, str]]
+) -> LocalState:
+    state = LocalState.read(state_dir)
+    if state is not None and process_alive(state.emulator_pid) and (state_dir / "ready.json").is_file():
+        if state.stack != stack:
+            raise LocalError(f"a local platform for stack {state.stack!r} runs; `mlctl local down` first")
+        _say("reusing the running local platform (from an earlier `up --keep`)")
+        return state
+    if state is not None or (state_dir / "emulator.json").exists():
+        stop_platform(state_dir, quiet=True)  # the remains of an earlier run
+    return _start_emulator(stack, state_dir, names, function_env)
+
+
+def _start_emulator(
+    stack: str, state_dir: Path, names: Any, function_env: dict[str, dict[str, str]]
+) -> LocalState:
+    from mlctl.local.emulator import EmulatorConfig  # noqa: PLC0415
+    from mlctl.local.ports import free_port  # noqa: PLC0415
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "logs").mkdir(exist_ok=True)
+    api_key = secrets.token_urlsafe(24)
+    emulator = EmulatorConfig(
+        region=names.region,
+        moto_port=free_port(),
+        runtime_port=free_port(),
+        api_port=free_port(),
+        api_key=api_key,
+        capture_uri=names.capture_uri,
+        api_env={**function_env.get("predict-api", {}), **API_STAGE_ENV},
+    )
+    emulator.write(state_dir)
+    log = (state_dir / "logs" / "emulator.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlctl.local.emulator", str(state_dir)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # survives this command with --keep; `down` stops its group
+    )
+    ready = _wait_ready(state_dir, process)
+    state = LocalState(
+        stack=stack,
+        region=names.region,
+        aws_endpoint_url=ready["aws_endpoint_url"],
+        api_url=ready["api_url"],
+        api_key=api_key,
+        outputs={},
+        # The Lambda runtime sets AWS_REGION; the program's environment does not hold it.
+        deployer_env={**function_env.get("deployer", {}), "AWS_REGION": names.region},
+        emulator_pid=process.pid,
+        runtime_url=ready["runtime_url"],
+    )
+    state.write(state_dir)
+    return state
+
+
+def _wait_ready(state_dir: Path, process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    deadline = time.monotonic() + EMULATOR_START_TIMEOUT_S
+    ready = state_dir / "ready.json"
+    while time.monotonic() < deadline:
+        if ready.is_file():
+            return dict(json.loads(ready.read_text()))
+        if process.poll() is not None:
+            raise LocalError(
+                f"the emulator exited with {process.returncode}; see {state_dir / 'logs' / 'emulator.log'}"
+            )
+        time.sleep(0.2)
+    raise LocalError(f"the emulator did not start in {EMULATOR_START_TIMEOUT_S:.0f} s")
+
+
+def _create_resources(plan: Any, state: LocalState, names: Any) -> None:
+    """The plan's data lake (S3 + KMS, through ``infra.local_apply``), registry group and topic."""
+    from infra.local_apply import LocalApplier  # noqa: PLC0415
+    from mlctl.local.workflow import emulator_client  # noqa: PLC0415
+
+    def client(service: str) -> Any:
+        return emulator_client(service, state.region, state.aws_endpoint_url)
+
+    applied = LocalApplier({"s3": client("s3"), "kms": client("kms")}, state.region).apply(plan)
+    state.deployer_env = {k: str(applied.resolve(v)) for k, v in state.deployer_env.items()}
+    client("sagemaker").create_model_package_group(
+        ModelPackageGroupName=names.group, ModelPackageGroupDescription="local mode"
+    )
+    client("sns").create_topic(Name=names.alert_topic_arn.rsplit(":", 1)[1])
+    for pipeline in plan.of_type("aws:sagemaker/pipeline:Pipeline"):  # the drift monitor starts it
+        inputs = pipeline.inputs
+        client("sagemaker").create_pipeline(
+            PipelineName=inputs["pipelineName"],
+            PipelineDefinition=inputs["pipelineDefinition"],
+            PipelineDescription=inputs.get("pipelineDescription", ""),
+            RoleArn=inputs["roleArn"],
+        )
+    state.outputs = {
+        key: applied.resolve(value) for key, value in plan.outputs.items() if key not in {"apiUrl"}
+    }
+    state.outputs["apiUrl"] = state.api_url
+    _say(f"created {len(applied.created)} resources in the emulator ({len(applied.skipped)} not emulated)")
+
+
+# --- down ----------------------------------------------------------------------------------------------
+
+
+def _down(args: argparse.Namespace) -> int:
+    stopped = stop_platform(args.state_dir, quiet=False)
+    if not stopped:
+        _say("no local platform is running")
+    return 0
+
+
+def stop_platform(state_dir: Path, *, quiet: bool) -> bool:
+    """Stop the emulator (it stops its model servers) and forget the state; True if one ran."""
+    state = LocalState.read(state_dir)
+    pid = state.emulator_pid if state else _pid_from_ready(state_dir)
+    stopped = False
+    if pid is not None and process_alive(pid):
+        with _suppress_lookup():
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + EMULATOR_STOP_TIMEOUT_S
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if process_alive(pid):
+            with _suppress_lookup():
+                os.killpg(pid, signal.SIGKILL)
+        stopped = True
+        if not quiet:
+            _say(f"stopped the local platform (emulator {pid} and its model servers)")
+    for name in ("state.json", "ready.json", "emulator.json"):
+        (state_dir / name).unlink(missing_ok=True)
+    shutil.rmtree(state_dir / "hosting", ignore_errors=True)
+    shutil.rmtree(state_dir / "work", ignore_errors=True)
+    return stopped
+
+
+def _pid_from_ready(state_dir: Path) -> int | None:
+    try:
+        return int(json.loads((state_dir / "ready.json").read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _suppress_lookup() -> contextlib.suppress:
+    return contextlib.suppress(ProcessLookupError, PermissionError)  # already gone, or not ours

@@ -1,0 +1,331 @@
+"""SageMaker hosting on this machine: endpoints recorded in the emulator are served for real.
+
+moto records endpoints but serves nothing, reports every endpoint ``InService`` the moment it is
+created, and has no ``UpdateEndpoint``. Local mode needs the opposite: the deployer's own
+``CreateEndpoint`` / ``UpdateEndpoint`` calls (``handlers.deployer``, unchanged) must end with a
+model server answering for the endpoint, and the endpoint's status must tell the truth while it
+gets there. So, inside the emulator process (where moto's backend lives):
+
+- :func:`extend_moto` makes ``CreateEndpoint`` leave the endpoint ``Creating`` and adds
+  ``UpdateEndpoint`` (``Updating``, the new config in ``PendingDeploymentSummary``), as SageMaker
+  reports them;
+- :class:`LocalHosting` watches the endpoints. For one that is ``Creating`` or ``Updating`` it
+  downloads the target config's ``model.tar.gz`` from the emulated S3, starts
+  ``python -m handlers.model_server`` on it (the container contract, on a free loopback port),
+  waits for ``/ping``, switches the runtime gateway's route to it (blue/green: requests already
+  on the old server finish there, which is stopped after a drain period) and marks the endpoint
+  ``InService`` on the new config. A server that does not come up fails a creation
+  (``Failed``) and rolls an update back (``InService`` on the old config with a
+  ``FailureReason``) — the shape the deployer's verification must catch.
+
+One server per endpoint (the first production variant); instance counts, weights and
+autoscaling are recorded, not emulated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mlctl.local.ports import free_port
+
+logger = logging.getLogger(__name__)
+
+CREATING, UPDATING, IN_SERVICE, FAILED = "Creating", "Updating", "InService", "Failed"
+READY_TIMEOUT_S = 180.0
+DRAIN_S = 3.0  # requests that picked the old server just before a switch finish in this time
+STOP_TIMEOUT_S = 15.0
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ContainerStartError(RuntimeError):
+    """The model server for an endpoint did not become healthy."""
+
+
+# --- moto: the hosting API as SageMaker reports it -----------------------------------------------------
+
+
+def extend_moto() -> None:
+    """Patch moto's SageMaker responses in this process (idempotent): see the module docstring."""
+    from moto.sagemaker.responses import SageMakerResponse  # noqa: PLC0415 - moto is local-only
+
+    if getattr(SageMakerResponse, "_mlp_hosting", False):
+        return
+    original_create = SageMakerResponse.create_endpoint
+
+    def create_endpoint(self: Any) -> Any:
+        result = original_create(self)
+        endpoint = self.sagemaker_backend.endpoints[self._get_param("EndpointName")]
+        endpoint.endpoint_status = CREATING
+        return result
+
+    def update_endpoint(self: Any) -> Any:
+        from moto.sagemaker.exceptions import ValidationError  # noqa: PLC0415
+        from moto.sagemaker.responses import ActionResult  # noqa: PLC0415
+
+        backend = self.sagemaker_backend
+        name, config = self._get_param("EndpointName"), self._get_param("EndpointConfigName")
+        endpoint = backend.endpoints.get(name)
+        if endpoint is None:
+            raise ValidationError(message=f"Could not find endpoint '{name}'.")
+        if config not in backend.endpoint_configs:
+            raise ValidationError(message=f"Could not find endpoint configuration '{config}'.")
+        if endpoint.endpoint_status != IN_SERVICE:
+            raise ValidationError(
+                message=f"Cannot update in-progress endpoint '{endpoint.arn}' ({endpoint.endpoint_status})."
+            )
+        endpoint.pending_deployment_summary = {"EndpointConfigName": config, "StartTime": _now()}
+        endpoint.endpoint_status = UPDATING
+        endpoint.failure_reason = None
+        endpoint.last_modified_time = _now()
+        return ActionResult({"EndpointArn": endpoint.arn})
+
+    SageMakerResponse.create_endpoint = create_endpoint  # type: ignore[method-assign]
+    SageMakerResponse.update_endpoint = update_endpoint  # type: ignore[attr-defined]
+    SageMakerResponse._mlp_hosting = True  # type: ignore[attr-defined]
+
+
+def sagemaker_backend(account_id: str, region: str) -> Any:
+    """moto's in-process SageMaker backend of ``account_id`` / ``region``."""
+    from moto.sagemaker.models import sagemaker_backends  # noqa: PLC0415
+
+    return sagemaker_backends[account_id][region]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- model server processes ----------------------------------------------------------------------------
+
+
+@dataclass
+class Container:
+    """One model server process serving one model."""
+
+    model_name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self) -> None:
+        """SIGTERM (the server finishes its in-flight requests), then SIGKILL if it lingers."""
+        if self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(STOP_TIMEOUT_S)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_container(
+    model_name: str, model_dir: Path, environment: dict[str, str], log_dir: Path
+) -> Container:
+    """Start ``handlers.model_server`` on ``model_dir`` and wait until ``/ping`` answers 200."""
+    port = free_port()
+    log_path = log_dir / f"model-server-{model_name}-{port}.log"
+    env = {**os.environ, **environment, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"}
+    env.pop("SM_MODEL_DIR", None)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "handlers.model_server", "--model-dir", str(model_dir)]
+            + ["--port", str(port), "--log-level", "warning"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopping it stops its workers
+        )
+    container = Container(model_name, f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        _wait_healthy(container)
+    except ContainerStartError:
+        container.stop()
+        raise
+    return container
+
+
+def _wait_healthy(container: Container) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if container.process.poll() is not None:
+            raise ContainerStartError(
+                f"the model server for {container.model_name} exited with {container.process.returncode}: "
+                + _log_tail(container.log_path)
+            )
+        try:
+            with urllib.request.urlopen(f"{container.url}/ping", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise ContainerStartError(f"the model server for {container.model_name} was not healthy in time")
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# --- the watcher -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the router needs to know about a newly served endpoint config."""
+
+    endpoint: str
+    url: str
+    variant: str
+    config_name: str
+    model_name: str
+    capture_percent: int = 0  # the config's DataCaptureConfig (0: no capture)
+    capture_uri: str | None = None
+
+
+class LocalHosting:
+    """Serves every emulated endpoint that is ``Creating`` or ``Updating`` (see module docstring).
+
+    Parameters: ``backend`` returns moto's SageMaker backend; ``download`` copies an ``s3://``
+    object to a local path; ``switch_route(served)`` points the runtime gateway at a new server;
+    ``work_dir`` holds extracted models and server logs.
+    """
+
+    def __init__(
+        self,
+        backend: Callable[[], Any],
+        download: Callable[[str, Path], None],
+        switch_route: Callable[[ServedModel], None],
+        work_dir: Path,
+        *,
+        poll_s: float = 0.2,
+        drain_s: float = DRAIN_S,
+    ) -> None:
+        self._backend = backend
+        self._download = download
+        self._switch_route = switch_route
+        self._work_dir = work_dir
+        self._poll_s = poll_s
+        self._drain_s = drain_s
+        self._containers: dict[str, Container] = {}
+        self._retired: list[Container] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="local-hosting", daemon=True)
+
+    def start(self) -> None:
+        (self._work_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching and stop every model server."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(READY_TIMEOUT_S)
+        for container in [*self._containers.values(), *self._retired]:
+            container.stop()
+
+    def containers(self) -> dict[str, str]:
+        """Endpoint name -> URL of the model server serving it."""
+        return {name: container.url for name, container in self._containers.items()}
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            for endpoint in list(self._backend().endpoints.values()):
+                if endpoint.endpoint_status in (CREATING, UPDATING):
+                    try:
+                        self._serve(endpoint)
+                    except Exception:  # a bug here must not stop the other endpoints
+                        logger.exception("serving endpoint %s failed", endpoint.endpoint_name)
+                        self._finish(endpoint, None, "local hosting failed; see the emulator log")
+
+    def _serve(self, endpoint: Any) -> None:
+        backend = self._backend()
+        pending = getattr(endpoint, "pending_deployment_summary", None) or {}
+        config_name = pending.get("EndpointConfigName") or endpoint.endpoint_config_name
+        config = backend.endpoint_configs[config_name]
+        variant = config.production_variants[0]
+        model = backend._models[variant["ModelName"]]  # moto keeps models private
+        container_spec = model.primary_container or (model.containers or [{}])[0]
+        logger.info("endpoint %s: serving %s (%s)", endpoint.endpoint_name, config_name, model.model_name)
+        try:
+            model_dir = self._model_dir(model.model_name, str(container_spec["ModelDataUrl"]))
+            container = start_container(
+                model.model_name,
+                model_dir,
+                {str(k): str(v) for k, v in (container_spec.get("Environment") or {}).items()},
+                self._work_dir / "logs",
+            )
+        except (ContainerStartError, OSError, tarfile.TarError, KeyError) as exc:
+            logger.warning("endpoint %s: %s", endpoint.endpoint_name, exc)
+            self._finish(endpoint, None, f"model server did not start: {exc}")
+            return
+        capture = config.data_capture_config or {}
+        capturing = capture.get("EnableCapture", True) and bool(capture.get("DestinationS3Uri"))
+        served = ServedModel(
+            endpoint.endpoint_name,
+            container.url,
+            str(variant["VariantName"]),
+            config_name,
+            model.model_name,
+            capture_percent=int(capture.get("InitialSamplingPercentage", 100)) if capturing else 0,
+            capture_uri=capture.get("DestinationS3Uri") if capturing else None,
+        )
+        self._switch_route(served)
+        previous = self._containers.get(endpoint.endpoint_name)
+        self._containers[endpoint.endpoint_name] = container
+        if previous is not None:
+            self._retire(previous)
+        self._finish(endpoint, config, None)
+
+    def _finish(self, endpoint: Any, config: Any | None, failure: str | None) -> None:
+        """Record the outcome the way SageMaker reports it."""
+        updating = endpoint.endpoint_status == UPDATING
+        endpoint.pending_deployment_summary = None
+        endpoint.last_modified_time = _now()
+        endpoint.failure_reason = failure
+        if config is not None:
+            endpoint.endpoint_config_name = config.endpoint_config_name
+            endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
+            endpoint.data_capture_config = config.data_capture_config
+            endpoint.endpoint_status = IN_SERVICE
+        else:
+            endpoint.endpoint_status = IN_SERVICE if updating else FAILED  # an update rolls back
+
+    def _retire(self, container: Container) -> None:
+        self._retired.append(container)
+        timer = threading.Timer(self._drain_s, container.stop)
+        timer.daemon = True
+        timer.start()
+
+    def _model_dir(self, model_name: str, model_data_url: str) -> Path:
+        target = self._work_dir / "models" / model_name
+        if (target / ".extracted").exists():
+            return target
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        archive = target.parent / f"{model_name}.tar.gz"
+        self._download(model_data_url, archive)
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(target, filter="data")
+        archive.unlink()
+        (target / ".extracted").touch()
+        return target

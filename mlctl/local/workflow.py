@@ -1,0 +1,512 @@
+"""The platform's loop on this machine, through the cloud code paths, step by step.
+
+data -> prepare -> train -> evaluate -> gate -> register -> approve -> deploy -> infer ->
+capture -> drift, against the local emulator (:mod:`mlctl.local.emulator`):
+
+- the names come from the Pulumi program's outputs under the mock runtime (``infra.offline``);
+- prepare and evaluate run the pipeline's own scripts (``training_jobs.prepare`` /
+  ``training_jobs.evaluate``) on data staged from and to the emulated S3, as the processing jobs do;
+- training runs as a SageMaker training job (``training_jobs.local_runner``), recorded in the
+  emulated SageMaker API, ``model.tar.gz`` in the artifacts bucket;
+- the gate compares the pipeline's metric with the stack's threshold, as its condition step does;
+- registration, approval and deployment are ``handlers.model_registry`` and
+  ``handlers.deployer`` (CreateEndpoint / UpdateEndpoint, then the deployer's verification);
+- predictions go over HTTP through the local API Gateway to the real API Lambda handler;
+- the drift check is ``handlers.drift_monitor.check_drift`` on the captured traffic.
+
+What differs from the cloud on purpose: the steps run in this process one after another rather
+than as a SageMaker pipeline execution (the pipeline definition is still built and checked by the
+plan), and the deployer is called directly rather than by the approval event.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from infra.stack_config import StackConfig
+
+Say = Callable[[str], None]
+SERVING_PREFIX = "serving"  # artifacts/serving/: the files the API and drift Lambdas read
+CAPTURE_WAIT_S = 20.0
+DEPLOY_TIMEOUT_S = 300.0
+LOWER_IS_BETTER = {"rmse", "mae", "mse", "loss"}
+
+
+class WorkflowError(RuntimeError):
+    """A step failed; the message says which and what to look at."""
+
+
+@dataclass(frozen=True)
+class StackNames:
+    """The resource names the Pulumi program declares (its outputs under the mock runtime)."""
+
+    region: str
+    buckets: dict[str, str]
+    group: str
+    endpoint: str
+    pipeline: str
+    training_role_arn: str
+    model_role_arn: str
+    kms_key_arn: str
+    capture_uri: str
+    alert_topic_arn: str
+
+    @classmethod
+    def from_outputs(cls, outputs: dict[str, Any]) -> StackNames:
+        return cls(
+            region=str(outputs["region"]),
+            buckets={k: str(v) for k, v in outputs["bucketNames"].items()},
+            group=str(outputs["modelPackageGroupName"]),
+            endpoint=str(outputs["endpointName"]),
+            pipeline=str(outputs["trainingPipelineName"]),
+            training_role_arn=str(outputs["trainingRoleArn"]),
+            model_role_arn=str(outputs["modelRoleArn"]),
+            kms_key_arn=str(outputs["kmsKeyArn"]),
+            capture_uri=str(outputs["dataCaptureUri"]),
+            alert_topic_arn=str(outputs["alertTopicArn"]),
+        )
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    job_name: str
+    artifact_uri: str
+    metrics: dict[str, float]
+    dataset_version: str
+    hyperparameters: dict[str, str]
+    model_dir: Path  # the extracted model.tar.gz
+
+
+class Workflow:
+    """One run of the loop (run number ``run``) against the emulator at ``aws_url``."""
+
+    def __init__(
+        self,
+        config: StackConfig,
+        names: StackNames,
+        aws_url: str,
+        work_dir: Path,
+        say: Say,
+        *,
+        run: int,
+        epochs: int,
+    ) -> None:
+        self.config = config
+        self.names = names
+        self.aws_url = aws_url
+        self.work_dir = work_dir
+        self.say = say
+        self.run = run
+        self.epochs = epochs
+        self.task = config.training.task
+        self.s3 = self.client("s3")
+        self.sagemaker = self.client("sagemaker")
+
+    def client(self, service: str) -> Any:
+        return emulator_client(service, self.names.region, self.aws_url)
+
+    # --- data ------------------------------------------------------------------------------------------
+
+    def put_raw_data(self) -> str:
+        """New raw data for this run under ``raw/``: the task's dataset on the first run, then a
+        new batch each run (see :func:`new_batch`)."""
+        from training_jobs import datasets  # noqa: PLC0415
+
+        folder = Path(tempfile.mkdtemp(dir=self.work_dir, prefix="raw-"))
+        path = datasets.write_raw(self.task, folder, seed=self.run)
+        if self.run > 1:
+            new_batch(self.task, path, seed=self.run)
+        key = f"raw/run-{self.run:03d}/{path.name}"
+        self.s3.upload_file(str(path), self.names.buckets["raw"], key)
+        self.say(
+            f"put {path.stat().st_size:,} bytes of {self.task} data at s3://{self.names.buckets['raw']}/{key}"
+        )
+        return f"s3://{self.names.buckets['raw']}/raw/"
+
+    def prepare(self, raw_uri: str) -> tuple[str, str, Path]:
+        """``training_jobs.prepare`` on everything under ``raw/`` -> ``processed/run-N/``."""
+        from training_jobs import prepare  # noqa: PLC0415
+
+        raw_dir = self._download_prefix(raw_uri, self.work_dir / f"prepare-{self.run}" / "raw")
+        out = self.work_dir / f"prepare-{self.run}" / "dataset"
+        manifest = prepare.prepare(self.task, raw_dir, out)
+        prefix = f"processed/run-{self.run:03d}"
+        self._upload_folder(out, self.names.buckets["processed"], prefix)
+        version = str(manifest.get("dataset_version", "unknown"))
+        splits = {path.name: _line_total(path) for path in sorted(out.iterdir()) if path.is_dir()}
+        self.say(
+            f"prepared dataset {version[:12]}: {splits} -> s3://{self.names.buckets['processed']}/{prefix}"
+        )
+        return f"s3://{self.names.buckets['processed']}/{prefix}", version, out
+
+    # --- training --------------------------------------------------------------------------------------
+
+    def train(self, dataset_uri: str, dataset_version: str) -> TrainedModel:
+        from training_jobs.local_runner import JobStatus, LocalTrainingRunner, TrainingJobSpec  # noqa: PLC0415
+        from training_jobs.metrics import METRIC_DEFINITIONS  # noqa: PLC0415
+
+        job_name = f"{self.names.pipeline}-{datetime.now(UTC):%Y%m%d%H%M%S}-run{self.run}"[:63]
+        artifacts = self.names.buckets["artifacts"]
+        hyperparameters = {"task": self.task, "epochs": str(self.epochs)}
+        spec = TrainingJobSpec(
+            job_name=job_name,
+            entry_point="training_jobs.train",
+            output_s3_uri=f"s3://{artifacts}/models",
+            checkpoint_s3_uri=f"s3://{artifacts}/checkpoints/{job_name}",
+            role_arn=self.names.training_role_arn,
+            input_channels={"train": f"{dataset_uri}/train", "validation": f"{dataset_uri}/validation"},
+            hyperparameters=hyperparameters,
+            metric_definitions=METRIC_DEFINITIONS,
+            instance_type=self.config.training.instance_type,
+            environment={"OMP_NUM_THREADS": "2"},
+        )
+        runner = LocalTrainingRunner(self.s3, self.sagemaker, self.work_dir / "jobs")
+        result = runner.run(spec, on_log=self._training_progress)
+        if result.status is not JobStatus.COMPLETED:
+            raise WorkflowError(f"training job {job_name} {result.status}: {result.failure_reason}")
+        artifact_uri = f"s3://{artifacts}/models/{job_name}/output/model.tar.gz"
+        model_dir = self._extract(artifact_uri, self.work_dir / f"model-{self.run}")
+        self.say(f"training job {job_name} Completed: {_metrics_text(result.final_metrics)}")
+        return TrainedModel(
+            job_name, artifact_uri, dict(result.final_metrics), dataset_version, hyperparameters, model_dir
+        )
+
+    def _training_progress(self, line: str) -> None:
+        if "epoch" in line.lower():
+            self.say(f"  {line.strip()[:110]}")
+
+    def save_training_curve(self, model: TrainedModel, target: Path) -> Path | None:
+        """The training history as a PNG (loss and validation metric per epoch)."""
+        history_file = model.model_dir / "training_history.json"
+        if not history_file.is_file():
+            return None
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")  # files only, no display
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+
+        epochs = json.loads(history_file.read_text())["epochs"]
+        figure, axis = plt.subplots(figsize=(6, 3.5))
+        for name in sorted({key for epoch in epochs for key in epoch if key != "epoch"}):
+            axis.plot(
+                [e.get("epoch", i + 1) for i, e in enumerate(epochs)],
+                [e.get(name) for e in epochs],
+                label=name,
+            )
+        axis.set_xlabel("epoch")
+        axis.set_title(f"{self.task}: training run {self.run}")
+        axis.legend(fontsize="small")
+        figure.tight_layout()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(target, dpi=100)
+        plt.close(figure)
+        return target
+
+    # --- evaluation and the gate -----------------------------------------------------------------------
+
+    def evaluate(self, model: TrainedModel, dataset_dir: Path) -> tuple[dict[str, float], str]:
+        """``training_jobs.evaluate`` on the test split; the report goes to ``artifacts/evaluation/``."""
+        from training_jobs import evaluate  # noqa: PLC0415
+
+        out = self.work_dir / f"evaluation-{self.run}"
+        code = evaluate.main(
+            [
+                "--model-dir",
+                str(model.model_dir),
+                "--test-dir",
+                str(dataset_dir / "test"),
+                "--output-dir",
+                str(out),
+            ]
+        )
+        if code != 0:
+            raise WorkflowError(f"evaluation failed with exit code {code}")
+        report = json.loads((out / "evaluation.json").read_text())
+        metrics = {name: float(value["value"]) for name, value in report["metrics"].items()}
+        key = f"evaluation/run-{self.run:03d}/evaluation.json"
+        self.s3.upload_file(str(out / "evaluation.json"), self.names.buckets["artifacts"], key)
+        self.say(f"evaluated on the test split: {_metrics_text(metrics)}")
+        return metrics, f"s3://{self.names.buckets['artifacts']}/{key}"
+
+    def gate(self, metrics: dict[str, float]) -> None:
+        """The pipeline's condition step: the metric must reach the stack's threshold."""
+        name, threshold = self.config.training.evaluation_metric, self.config.training.evaluation_threshold
+        value = metrics.get(name)
+        if value is None:
+            raise WorkflowError(f"evaluation has no {name!r} metric; it has {sorted(metrics)}")
+        lower = name in LOWER_IS_BETTER
+        passed = value <= threshold if lower else value >= threshold
+        wanted = "<=" if lower else ">="
+        if not passed:
+            raise WorkflowError(f"model not registered: {name} {value:.4f} is not {wanted} {threshold}")
+        self.say(f"gate passed: {name} {value:.4f} {wanted} {threshold}")
+
+    # --- registry and deployment -----------------------------------------------------------------------
+
+    def register(self, model: TrainedModel, metrics: dict[str, float], report_uri: str) -> Any:
+        from handlers.model_registry import ModelRegistry  # noqa: PLC0415
+        from infra.pipeline_definition import inference_image_uri  # noqa: PLC0415
+
+        registry = ModelRegistry(self.sagemaker)
+        version = registry.register(
+            self.names.group,
+            model.artifact_uri,
+            inference_image_uri(self.names.region, self.config.serving.instance_type),
+            dataset_version=model.dataset_version,
+            code_version="local",
+            metrics=metrics,
+            evaluation_report_uri=report_uri,
+            hyperparameters=model.hyperparameters,
+            training_job=model.job_name,
+            model_name=self.task,
+            task=self.task,
+            instance_types=(self.config.serving.instance_type,),
+        )
+        self.say(f"registered {version.label} ({version.status})")
+        return version
+
+    def approve(self, version: Any) -> Any:
+        from handlers.model_registry import ModelRegistry  # noqa: PLC0415
+
+        approved = ModelRegistry(self.sagemaker).approve(version.arn, "approved by mlctl local up")
+        self.say(f"approved {approved.label}")
+        return approved
+
+    def publish_serving_files(self, model: TrainedModel) -> None:
+        """The served model's input schema and baseline, where the API and drift Lambdas read them."""
+        for name in ("input-schema.json", "baseline.json"):
+            path = model.model_dir / name
+            if not path.is_file():
+                raise WorkflowError(f"the trained model has no {name}")
+            self.s3.upload_file(str(path), self.names.buckets["artifacts"], f"{SERVING_PREFIX}/{name}")
+
+    def deploy(self, version: Any, settings: Any) -> Any:
+        """The deployer's own calls, then its verification of the outcome."""
+        from handlers._deploy_verify import verify_deployment  # noqa: PLC0415
+        from handlers.deployer import deploy_model_version  # noqa: PLC0415
+
+        started = deploy_model_version(self.sagemaker, settings, version.arn)
+        self.say(f"deployment {started.action}: {started.endpoint} -> {started.expected_config}")
+        verified = verify_deployment(
+            self.sagemaker,
+            started.endpoint,
+            started.expected_config,
+            interval_seconds=0.5,
+            timeout_seconds=DEPLOY_TIMEOUT_S,
+        )
+        self.say(f"endpoint {verified.endpoint} InService on {verified.config_name}")
+        return verified
+
+    # --- traffic, capture, drift -----------------------------------------------------------------------
+
+    def send_sample_requests(
+        self, api_url: str, api_key: str, dataset_dir: Path, count: int = 400
+    ) -> list[Any]:
+        """Real HTTP requests to the API, one instance each, from the test split."""
+        from handlers.input_schema import parse_input_schema  # noqa: PLC0415
+
+        schema_doc = (self.work_dir / f"model-{self.run}" / "input-schema.json").read_text()
+        schema = parse_input_schema(schema_doc)
+        records = _test_records(self.task, dataset_dir)[:count]
+        answers = []
+        for features, label in records:
+            instance = _api_instance(schema, features)
+            status, body = post_json(f"{api_url}/v1/predict", {"instances": [instance]}, api_key)
+            if status != 200:
+                raise WorkflowError(f"the API answered {status}: {body}")
+            answers.append((label, body))
+        correct = sum(1 for label, body in answers if _is_correct(label, body))
+        label, first = answers[0]
+        self.say(
+            f"{len(answers)} predictions over HTTP, {correct} match the test labels; e.g. label {label}: "
+            + json.dumps(first)[:150]
+        )
+        return answers
+
+    def wait_for_capture(self, minimum: int) -> list[str]:
+        """The endpoint's data-capture objects, once the gateway has flushed ``minimum`` records."""
+        bucket, _, prefix = self.names.capture_uri.removeprefix("s3://").partition("/")
+        deadline = time.monotonic() + CAPTURE_WAIT_S
+        while True:
+            keys = [
+                item["Key"]
+                for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+                for item in page.get("Contents", [])
+            ]
+            records = sum(_line_count(self.s3, bucket, key) for key in keys)
+            if records >= minimum or time.monotonic() > deadline:
+                self.say(
+                    f"data capture: {records} records in {len(keys)} files under {self.names.capture_uri}"
+                )
+                return keys
+            time.sleep(0.5)
+
+    def drift_check(self, environment: dict[str, str]) -> Any:
+        """The drift Lambda's check with its own environment (from the plan), over the last hour."""
+        from handlers.drift_monitor import DriftSettings, check_drift  # noqa: PLC0415
+
+        settings = DriftSettings.from_env({**environment, "WINDOW_HOURS": "1"})
+        report = check_drift(
+            settings,
+            now=datetime.now(UTC),
+            s3=self.s3,
+            cloudwatch=self.client("cloudwatch"),
+            sagemaker=self.sagemaker,
+            sns=self.client("sns"),
+        )
+        details = "; ".join(
+            f"{v.variant}: {v.captured_records} records, mean confidence "
+            f"{v.mean_confidence if v.mean_confidence is None else round(v.mean_confidence, 3)}, "
+            f"max PSI {v.max_psi if v.max_psi is None else round(v.max_psi, 3)}"
+            for v in report.variants
+        )
+        self.say(f"drift check: {report.status} ({details or report.reason})")
+        if report.pipeline_execution_arn:
+            self.say(
+                f"retraining started: {report.pipeline_execution_arn} (recorded in the emulator; "
+                "`mlctl local up --keep` runs the loop again here)"
+            )
+        return report
+
+    # --- S3 staging --------------------------------------------------------------------------------------
+
+    def _download_prefix(self, uri: str, target: Path) -> Path:
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        target.mkdir(parents=True, exist_ok=True)
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                # One flat folder, as the processing job's input: run-001/x.csv -> run-001-x.csv.
+                destination = target / item["Key"][len(prefix) :].strip("/").replace("/", "-")
+                self.s3.download_file(bucket, item["Key"], str(destination))
+        return target
+
+    def _upload_folder(self, folder: Path, bucket: str, prefix: str) -> None:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                self.s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
+
+    def _extract(self, uri: str, target: Path) -> Path:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        target.mkdir(parents=True, exist_ok=True)
+        archive = target.with_suffix(".tar.gz")
+        self.s3.download_file(bucket, key, str(archive))
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(target, filter="data")
+        return target
+
+
+def emulator_client(service: str, region: str, aws_url: str) -> Any:
+    """A boto3 client of the emulator (its credentials are placeholders: it checks none)."""
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        region_name=region,
+        endpoint_url=aws_url,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+
+
+def new_batch(task_name: str, path: Path, *, seed: int, share: float = 0.3) -> None:
+    """Rewrite the raw file at ``path`` as a new batch: a seeded sample of its records with each
+    numeric feature moved by up to one unit (kept within the data's range). Stands in for fresh
+    data arriving, so a later run trains on a new dataset version; text tasks already vary by seed.
+    """
+    import random  # noqa: PLC0415
+
+    from training_jobs.tasks import (  # noqa: PLC0415
+        Record,  # noqa: PLC0415
+        get_task,
+        read_records,
+        write_records,
+    )
+
+    task = get_task(task_name)
+    rows = [(r.features, r.target) for r in read_records(task, path) if not isinstance(r.features, str)]
+    if not rows:
+        return
+    rng = random.Random(seed)
+    low = min(min(features) for features, _ in rows)
+    high = max(max(features) for features, _ in rows)
+    step = (high - low) / 16 if high > low else 1.0
+    chosen = rng.sample(rows, max(1, int(len(rows) * share)))
+    moved = [
+        Record(tuple(min(high, max(low, v + rng.choice((-step, 0.0, step)))) for v in features), target)
+        for features, target in chosen
+    ]
+    write_records(task, moved, path)
+
+
+def post_json(url: str, document: Any, api_key: str, timeout: float = 30.0) -> tuple[int, Any]:
+    """POST JSON with the API key; returns (status, parsed body)."""
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(document).encode(),
+        headers={"Content-Type": "application/json", "x-api-key": api_key},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as error:
+        body = error.read()
+        try:
+            return error.code, json.loads(body)
+        except ValueError:
+            return error.code, body.decode(errors="replace")
+
+
+def _test_records(task_name: str, dataset_dir: Path) -> list[tuple[Any, Any]]:
+    from training_jobs.tasks import get_task  # noqa: PLC0415
+
+    task = get_task(task_name)
+    records: list[Any] = []
+    for path in sorted((dataset_dir / "test").glob("*")):
+        if path.is_file() and path.suffix in {".csv", ".jsonl"}:
+            lines = path.read_text().splitlines()
+            if path.suffix == ".csv":
+                lines = lines[1:]  # the header
+            records.extend(task.parse(line) for line in lines if line.strip())
+    return [(record.features, record.target) for record in records]
+
+
+def _api_instance(schema: Any, features: Any) -> Any:
+    kind = getattr(schema, "kind", "")
+    if kind == "image":
+        import base64  # noqa: PLC0415
+
+        return {"b64": base64.b64encode(bytes(int(v) for v in features)).decode()}
+    if kind == "text":
+        return {"text": features if isinstance(features, str) else str(features)}
+    return list(features)
+
+
+def _is_correct(label: Any, body: Any) -> bool:
+    """A classifier's answer names the label; a regressor's is a number (never "correct")."""
+    try:
+        return str(body["predictions"][0]) == str(label)
+    except (KeyError, IndexError, TypeError):
+        return False
+
+
+def _line_total(folder: Path) -> int:
+    return sum(len(p.read_text().splitlines()) for p in folder.rglob("*") if p.is_file())
+
+
+def _line_count(s3: Any, bucket: str, key: str) -> int:
+    return len(s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines())
+
+
+def _metrics_text(metrics: Mapping[str, float]) -> str:
+    return ", ".join(f"{name} {value:.4f}" for name, value in sorted(metrics.items())[:6])

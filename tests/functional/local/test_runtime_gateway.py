@@ -1,0 +1,141 @@
+"""The local SageMaker Runtime against a real model container, seen by botocore clients."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from handlers import endpoint_client
+from handlers.api_errors import status_and_code
+from handlers.aws_clients import botocore_client
+from handlers.exceptions import EndpointThrottledError, ModelInvocationError
+from mlctl.local.ports import free_port
+from mlctl.local.runtime_gateway import EndpointRouter, Route, RuntimeGateway
+from tests.functional.local.conftest import ENDPOINT, VARIANT, runtime_client
+
+BODY = json.dumps({"instances": [[2.0, 0.0, 0.0], [-2.0, 1.0, 1.0]]})
+
+
+def test_a_plain_boto3_client_gets_the_containers_answer(served: RuntimeGateway) -> None:
+    # GIVEN the endpoint routed to a running model container
+    client = runtime_client(served.url)
+
+    # WHEN a user's boto3 client invokes it, with SageMaker's optional headers
+    response = client.invoke_endpoint(
+        EndpointName=ENDPOINT,
+        Body=BODY,
+        ContentType="application/json",
+        Accept="application/json",
+        CustomAttributes="trace=abc",
+        InferenceId="inference-1",
+    )
+
+    # THEN the container's answer comes back with the variant that served it
+    document = json.loads(response["Body"].read())
+    assert [p["label"] for p in document["predictions"]] == [0, 1]
+    assert response["ContentType"] == "application/json"
+    assert response["InvokedProductionVariant"] == VARIANT
+    assert response["ResponseMetadata"]["RequestId"]
+    assert served.invocations == 1
+    assert not served.errors_by_code
+
+
+def test_an_unknown_endpoint_is_a_validation_error(served: RuntimeGateway) -> None:
+    # GIVEN a gateway that routes only ENDPOINT
+    client = runtime_client(served.url)
+
+    # WHEN another endpoint is invoked
+    with pytest.raises(ClientError) as caught:
+        client.invoke_endpoint(EndpointName="no-such-endpoint", Body=BODY, ContentType="application/json")
+
+    # THEN botocore parses SageMaker's ValidationError
+    error = caught.value.response
+    assert error["Error"]["Code"] == "ValidationError"
+    assert error["Error"]["Message"] == "Endpoint no-such-endpoint of account 123456789012 not found."
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert served.errors_by_code["ValidationError"] == 1
+
+
+def test_a_wrong_target_variant_is_a_validation_error(served: RuntimeGateway) -> None:
+    # GIVEN an endpoint served by variant "primary"
+    client = runtime_client(served.url)
+
+    # WHEN a request targets another variant
+    with pytest.raises(ClientError) as caught:
+        client.invoke_endpoint(
+            EndpointName=ENDPOINT, Body=BODY, ContentType="application/json", TargetVariant="shadow"
+        )
+
+    # THEN it is refused before reaching the container
+    assert caught.value.response["Error"]["Code"] == "ValidationError"
+
+
+def test_a_body_the_container_refuses_is_a_model_error(served: RuntimeGateway) -> None:
+    # GIVEN a body that is not JSON
+    client = runtime_client(served.url)
+
+    # WHEN it is sent as JSON
+    with pytest.raises(client.exceptions.ModelError) as caught:
+        client.invoke_endpoint(EndpointName=ENDPOINT, Body=b"not json", ContentType="application/json")
+
+    # THEN the container's 400 is carried by a 424 ModelError, with the modeled fields
+    error = caught.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert error["OriginalStatusCode"] == 400
+    assert "malformed JSON" in error["OriginalMessage"]
+    assert error["Error"]["Message"].startswith("Received client error (400) from primary with message")
+    assert error["LogStreamArn"].endswith(f"log-group:/aws/sagemaker/Endpoints/{ENDPOINT}")
+
+
+def test_an_unreachable_container_is_service_unavailable(
+    runtime: RuntimeGateway, router: EndpointRouter
+) -> None:
+    # GIVEN a route to a port nothing listens on
+    router.set_route(ENDPOINT, Route(f"http://127.0.0.1:{free_port()}", VARIANT))
+
+    # WHEN the endpoint is invoked
+    with pytest.raises(ClientError) as caught:
+        runtime_client(runtime.url).invoke_endpoint(
+            EndpointName=ENDPOINT, Body=BODY, ContentType="application/json"
+        )
+
+    # THEN SageMaker's retryable 503 comes back
+    assert caught.value.response["Error"]["Code"] == "ServiceUnavailable"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert runtime.errors_by_code["ServiceUnavailable"] == 1
+
+
+@pytest.fixture
+def lambda_runtime_client(runtime: RuntimeGateway) -> Iterator[Any]:
+    """The Lambda's own client (handlers.endpoint_client's timeouts), one attempt per call."""
+    config = endpoint_client.TimeoutChain(max_attempts=1).check().botocore_config()
+    client = botocore_client("sagemaker-runtime", config, runtime.url)
+    endpoint_client.runtime_client.set(client)
+    yield client
+    endpoint_client.runtime_client.set(None)
+
+
+@pytest.mark.usefixtures("aws_credentials", "lambda_runtime_client")
+def test_the_lambdas_client_maps_each_gateway_answer(served: RuntimeGateway, router: EndpointRouter) -> None:
+    # GIVEN the Lambda's client pointed at the gateway, and a second endpoint whose container is gone
+    router.set_route("gone", Route(f"http://127.0.0.1:{free_port()}", VARIANT))
+
+    # WHEN it invokes a served endpoint, then makes each failing call
+    reply = endpoint_client.invoke_endpoint(ENDPOINT, [[3.0, 0.0, 0.0]])
+    with pytest.raises(ModelInvocationError) as model_error:
+        endpoint_client.invoke_endpoint(ENDPOINT, [["three", 0.0, 0.0]])
+    with pytest.raises(EndpointThrottledError) as busy:
+        endpoint_client.invoke_endpoint("gone", [[3.0, 0.0, 0.0]])
+    with pytest.raises(ClientError) as unknown:
+        endpoint_client.invoke_endpoint("no-such-endpoint", [[3.0, 0.0, 0.0]])
+
+    # THEN the reply parses, and each error becomes the API status docs/api.md promises
+    assert reply.predictions == [0] and reply.variant == VARIANT
+    assert reply.confidence[0] is not None and reply.confidence[0] > 0.5
+    assert status_and_code(model_error.value) == (502, "model_error")
+    assert status_and_code(busy.value) == (503, "endpoint_busy")
+    assert status_and_code(unknown.value)[0] == 500
