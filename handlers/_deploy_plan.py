@@ -41,6 +41,7 @@ ENV_ALARMS = "ROLLBACK_ALARM_NAMES"
 ENV_PROVISIONING = "PROVISIONING_ALLOWANCE_SECONDS"
 ENV_RETAIN = "RETAIN_VARIANT_PROPERTIES"
 ENV_REGION = "AWS_REGION"  # set by the Lambda runtime
+ENV_SERVING_FILES = "SERVING_FILES_S3_URI"  # where a verified version's input schema/baseline go
 
 ALL_AT_ONCE, CANARY, LINEAR = "all-at-once", "canary", "linear"
 STRATEGIES = (ALL_AT_ONCE, CANARY, LINEAR)
@@ -109,6 +110,7 @@ class DeploySettings:
     stage: str = "dev"
     policy: DeploymentPolicy = DeploymentPolicy()
     retain_variant_properties: bool = True
+    serving_files_uri: str | None = None  # None: nothing is published after a deployment
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DeploySettings:
@@ -139,6 +141,7 @@ class DeploySettings:
             stage=_text(env, ENV_STAGE, "dev").lower(),
             policy=policy,
             retain_variant_properties=_boolean(env, ENV_RETAIN, default=True),
+            serving_files_uri=env.get(ENV_SERVING_FILES) or None,
         )
         settings.check()
         return settings

@@ -23,7 +23,8 @@ Environment: ``MODEL_PACKAGE_GROUP``, ``ENDPOINT_NAME``, ``SAGEMAKER_EXECUTION_R
 ``LINEAR_STEP_PERCENT`` (25), ``BAKING_SECONDS`` (600), ``TERMINATION_WAIT_SECONDS`` (120),
 ``ROLLBACK_ALARM_NAMES`` (comma-separated or a JSON list), ``PROVISIONING_ALLOWANCE_SECONDS``
 (1800), ``RETAIN_VARIANT_PROPERTIES`` (true), ``ENDPOINT_URL_SAGEMAKER`` (local mode), and
-``AWS_REGION`` from the Lambda runtime.
+``SERVING_FILES_S3_URI`` (a verified version's ``input-schema.json`` and ``baseline.json`` are
+copied there: ``handlers._deploy_serving_files``) and ``AWS_REGION`` from the Lambda runtime.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from handlers._deploy_plan import (
     CANARY,
     LINEAR,
     TAG_EXPECTED_CONFIG,
+    TAG_MODEL_PACKAGE,
     TAG_VERIFIED,
     DeploymentPolicy,
     DeploySettings,
@@ -67,6 +69,7 @@ from handlers._deploy_plan import (
     model_tags,
     total_wait_seconds,
 )
+from handlers._deploy_serving_files import ServingFilesError, publish_serving_files
 from handlers._deploy_verify import (
     CHANGING,
     FAILED,
@@ -133,6 +136,7 @@ def _new_client() -> SageMakerClient:
 
 
 sagemaker_client: LazyClient[SageMakerClient] = LazyClient(_new_client)
+s3_client: LazyClient[Any] = LazyClient(lambda: botocore_client("s3"))
 
 
 @cache
@@ -358,8 +362,29 @@ def verify_endpoint_event(
     if verified is None:
         return {**result, "status": "in-progress"}
     record_success(verified)
+    published = publish_for_endpoint(client, config, tags)
     _mark_verified(client, state.arn, f"{SUCCEEDED}:{expected}")
-    return {**result, "status": SUCCEEDED}
+    return {**result, "status": SUCCEEDED, "published": published}
+
+
+def publish_for_endpoint(
+    client: SageMakerClient, config: DeploySettings, tags: dict[str, str], s3: Any | None = None
+) -> list[str]:
+    """Publish the serving files of the version the endpoint's tags name (see
+    ``handlers._deploy_serving_files``); returns the URIs written, [] when not configured."""
+    package = tags.get(TAG_MODEL_PACKAGE)
+    if not config.serving_files_uri or not package:
+        return []
+    model = ModelRegistry(client).describe(package)
+    try:
+        written = publish_serving_files(s3 or s3_client.get(), model, config.serving_files_uri)
+    except ServingFilesError as exc:
+        # The deployment stands; the API keeps the previous schema. Loud, counted, not fatal.
+        logger.error("serving files not published", extra={"model": model.label, "reason": str(exc)})
+        _count("ServingFilesNotPublished", config.endpoint_name)
+        return []
+    logger.info("serving files published", extra={"model": model.label, "files": written})
+    return written
 
 
 def verify_and_record(

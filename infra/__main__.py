@@ -109,6 +109,8 @@ deployer = Deployer(
         rollback_alarm_names=[alarm.name for alarm in serving.rollback_alarms.values()],
         rollback_alarm_arns=[alarm.arn for alarm in serving.rollback_alarms.values()],
         alarm_topic_arn=alerts.topic.arn,
+        artifacts_bucket=data_lake.bucket_names["artifacts"],
+        artifacts_bucket_arn=data_lake.bucket_arns["artifacts"],
         functions=prediction_api.function_settings,
     ),
     opts=context.component_opts(),

@@ -19,6 +19,7 @@ import pulumi_aws as aws
 
 from handlers._deploy_plan import approval_event_pattern, endpoint_event_pattern
 from handlers.packaging import HANDLER_ENTRYPOINTS
+from infra.api import INPUT_SCHEMA_KEY
 from infra.functions import FunctionBuilder, FunctionSettings
 from infra.stack_config import DeploymentConfig, ServingConfig
 
@@ -29,6 +30,9 @@ TIMEOUT_SECONDS = 300
 RESERVED_CONCURRENCY = 1
 MAX_ASYNC_RETRIES = 2
 METRICS_NAMESPACE = "ml-platform"
+
+
+SERVING_PREFIX = INPUT_SCHEMA_KEY.rsplit("/", 1)[0]  # "serving": the files the Lambdas read
 
 
 @dataclass
@@ -43,6 +47,8 @@ class DeployerArgs:
     serving, deployment: instance settings and the blue/green strategy.
     rollback_alarm_names, rollback_alarm_arns: the alarms an update rolls back on.
     alarm_topic_arn: failed deployments notify this topic.
+    artifacts_bucket, artifacts_bucket_arn: where versions' evaluation outputs are and where the
+        serving files of a verified version are published (``serving/``).
     functions: the stack's shared Lambda settings (code, layer, logs).
     """
 
@@ -61,6 +67,8 @@ class DeployerArgs:
     rollback_alarm_names: list[pulumi.Output[str]]
     rollback_alarm_arns: list[pulumi.Output[str]]
     alarm_topic_arn: pulumi.Input[str]
+    artifacts_bucket: pulumi.Input[str]
+    artifacts_bucket_arn: pulumi.Input[str]
     functions: FunctionSettings
 
 
@@ -132,6 +140,10 @@ class Deployer(pulumi.ComponentResource):
             "BAKING_SECONDS": str(deployment.baking_seconds),
             "TERMINATION_WAIT_SECONDS": str(deployment.termination_wait_seconds),
             "ROLLBACK_ALARM_NAMES": pulumi.Output.json_dumps(args.rollback_alarm_names),
+            # The API and drift Lambdas read the served version's files here (infra/api.py).
+            "SERVING_FILES_S3_URI": pulumi.Output.concat(
+                "s3://", args.artifacts_bucket, f"/{SERVING_PREFIX}/"
+            ),
         }
 
     def _statements(self) -> list[dict[str, object]]:
@@ -191,7 +203,20 @@ class Deployer(pulumi.ComponentResource):
                 "Resource": args.alarm_topic_arn,
             },
             {
-                # The alert topic is encrypted with the stack key.
+                # A verified version's input schema and baseline sit next to its evaluation report.
+                "Sid": "ReadVersionsServingFiles",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": pulumi.Output.concat(args.artifacts_bucket_arn, "/evaluation/*"),
+            },
+            {
+                "Sid": "PublishServingFiles",
+                "Effect": "Allow",
+                "Action": "s3:PutObject",
+                "Resource": pulumi.Output.concat(args.artifacts_bucket_arn, f"/{SERVING_PREFIX}/*"),
+            },
+            {
+                # The alert topic and the artifacts bucket are encrypted with the stack key.
                 "Sid": "PublishToEncryptedTopic",
                 "Effect": "Allow",
                 "Action": ["kms:GenerateDataKey", "kms:Decrypt"],

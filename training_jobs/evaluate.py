@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -99,9 +100,28 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# Written by training into the model; the evaluation output is where the deployer finds them
+# (handlers/_deploy_serving_files.py): next to the report the registry entry points at.
+SERVING_FILES = ("input-schema.json", "baseline.json")
+
+
+def copy_serving_files(model_dir: Path, output_dir: Path) -> list[str]:
+    """Copy the model's serving files (an extracted folder or a ``model.tar.gz``) next to the report."""
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = _model_directory(model_dir, Path(scratch))
+        copied = []
+        for name in SERVING_FILES:
+            if (folder / name).is_file():
+                output_dir.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder / name, output_dir / name)
+                copied.append(name)
+    return copied
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     report = evaluate(args.model_dir, args.test_dir, args.output_dir, dataset_version=args.dataset_version)
+    copy_serving_files(args.model_dir, args.output_dir)
     print(json.dumps(report["metrics"], sort_keys=True))
     return 0
 

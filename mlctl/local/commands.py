@@ -66,9 +66,25 @@ def _step(number: int, title: str) -> None:
 # --- up ------------------------------------------------------------------------------------------------
 
 
+def _missing_dependencies() -> list[str]:
+    """The optional packages local mode needs that are not installed."""
+    import importlib.util  # noqa: PLC0415
+
+    wanted = {"moto": "moto[server]", "flask": "moto[server]", "matplotlib": "matplotlib", "torch": "torch"}
+    return sorted({package for module, package in wanted.items() if importlib.util.find_spec(module) is None})
+
+
 def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     state_dir: Path = args.state_dir
+    missing = _missing_dependencies()
+    if missing:
+        print(
+            f"mlctl local up: missing {', '.join(missing)}; install the local extra: "
+            ".venv/bin/pip install -e '.[infra,train,lambda,serve,local]' (`make install` does it)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         state = local_up(args.stack, state_dir, manual_approval=args.manual_approval, epochs=args.epochs)
     except LocalError as exc:
@@ -148,7 +164,7 @@ def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int
     if curve is not None:
         _say(f"training curve: {curve}")
 
-    _step(5, "evaluate -> gate -> register")
+    _step(5, "evaluate -> gate -> register -> champion vs challenger -> approve")
     metrics, report_uri = flow.evaluate(model, dataset_dir)
     flow.gate(metrics)
     version = flow.register(model, metrics, report_uri)
@@ -160,10 +176,10 @@ def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int
             f"  .venv/bin/mlctl models approve {version.version} --local --reason '...'"
         )
         return state
+    flow.champion_gate(version, model, metrics, dataset_dir)
     approved = flow.approve(version)
 
     _step(6, "deploy (the deployer's CreateEndpoint/UpdateEndpoint, then its verification)")
-    flow.publish_serving_files(model)
     settings = DeploySettings.from_env(state.deployer_env)
     flow.deploy(approved, settings)
 

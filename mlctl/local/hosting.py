@@ -58,12 +58,14 @@ class ContainerStartError(RuntimeError):
 # --- moto: the hosting API as SageMaker reports it -----------------------------------------------------
 
 
-def extend_moto() -> None:
-    """Patch moto's SageMaker responses in this process (idempotent): see the module docstring."""
+def extend_moto() -> Callable[[], None]:
+    """Patch moto's SageMaker responses in this process (see the module docstring); returns the
+    function that undoes it (the emulator never does; tests sharing a process with other moto
+    users must)."""
     from moto.sagemaker.responses import SageMakerResponse  # noqa: PLC0415 - moto is local-only
 
     if getattr(SageMakerResponse, "_mlp_hosting", False):
-        return
+        return lambda: None
     original_create = SageMakerResponse.create_endpoint
 
     def create_endpoint(self: Any) -> Any:
@@ -96,6 +98,13 @@ def extend_moto() -> None:
     SageMakerResponse.create_endpoint = create_endpoint  # type: ignore[method-assign]
     SageMakerResponse.update_endpoint = update_endpoint  # type: ignore[attr-defined]
     SageMakerResponse._mlp_hosting = True  # type: ignore[attr-defined]
+
+    def undo() -> None:
+        SageMakerResponse.create_endpoint = original_create  # type: ignore[method-assign]
+        del SageMakerResponse.update_endpoint  # type: ignore[attr-defined]
+        del SageMakerResponse._mlp_hosting  # type: ignore[attr-defined]
+
+    return undo
 
 
 def sagemaker_backend(account_id: str, region: str) -> Any:

@@ -42,6 +42,8 @@ SERVING_PREFIX = "serving"  # artifacts/serving/: the files the API and drift La
 CAPTURE_WAIT_S = 20.0
 DEPLOY_TIMEOUT_S = 300.0
 LOWER_IS_BETTER = {"rmse", "mae", "mse", "loss"}
+PROMOTION_MARGIN = 0.02  # how much worse than the serving model a challenger may be, per metric
+REPLAY_LIMIT = 500
 
 
 class WorkflowError(RuntimeError):
@@ -218,25 +220,11 @@ class Workflow:
 
     def evaluate(self, model: TrainedModel, dataset_dir: Path) -> tuple[dict[str, float], str]:
         """``training_jobs.evaluate`` on the test split; the report goes to ``artifacts/evaluation/``."""
-        from training_jobs import evaluate  # noqa: PLC0415
-
-        out = self.work_dir / f"evaluation-{self.run}"
-        code = evaluate.main(
-            [
-                "--model-dir",
-                str(model.model_dir),
-                "--test-dir",
-                str(dataset_dir / "test"),
-                "--output-dir",
-                str(out),
-            ]
-        )
-        if code != 0:
-            raise WorkflowError(f"evaluation failed with exit code {code}")
-        report = json.loads((out / "evaluation.json").read_text())
-        metrics = {name: float(value["value"]) for name, value in report["metrics"].items()}
+        name = f"evaluation-{self.run}"
+        metrics = self._evaluate_dir(model.model_dir, dataset_dir, name)
         key = f"evaluation/run-{self.run:03d}/evaluation.json"
-        self.s3.upload_file(str(out / "evaluation.json"), self.names.buckets["artifacts"], key)
+        # The report and the serving files next to it, as the pipeline's evaluate step outputs them.
+        self._upload_folder(self.work_dir / name, self.names.buckets["artifacts"], key.rsplit("/", 1)[0])
         self.say(f"evaluated on the test split: {_metrics_text(metrics)}")
         return metrics, f"s3://{self.names.buckets['artifacts']}/{key}"
 
@@ -277,6 +265,68 @@ class Workflow:
         self.say(f"registered {version.label} ({version.status})")
         return version
 
+    def champion_gate(
+        self, challenger: Any, model: TrainedModel, metrics: dict[str, float], dataset_dir: Path
+    ) -> Any:
+        """``handlers.champion`` before approval: the challenger against the serving version on
+        this run's held-out split (both evaluated here) and on a replay of the captured traffic.
+        Records the decision in the challenger's registry entry; a refusal rejects it and stops
+        the run. Returns the decision, or None when nothing serves yet."""
+        from handlers import champion as gate  # noqa: PLC0415
+        from handlers.model_registry import ModelRegistry  # noqa: PLC0415
+
+        serving = ModelRegistry(self.sagemaker).latest_approved(self.names.group)
+        if serving is None or serving.artifact_uri is None:
+            return None
+        champion_dir = self._extract(serving.artifact_uri, self.work_dir / f"champion-{self.run}")
+        champion_metrics = self._evaluate_dir(champion_dir, dataset_dir, f"champion-evaluation-{self.run}")
+        instances = self._captured_instances()
+        replay = gate.replay_comparison(
+            _predictions(champion_dir, instances), _predictions(model.model_dir, instances)
+        )
+        decision = gate.compare(champion_metrics, metrics, margin=PROMOTION_MARGIN, replay=replay)
+        gate.record_decision(self.sagemaker, challenger.arn, decision, serving)
+        agreement = (
+            f", replay agreement {replay.agreement_rate:.3f} on {replay.count} requests"
+            if replay.agreement_rate is not None
+            else ""
+        )
+        self.say(f"champion {serving.label} vs challenger {challenger.label}: {decision.reason}{agreement}")
+        if not decision.promote:
+            raise WorkflowError(f"{challenger.label} was not promoted: {decision.reason}")
+        return decision
+
+    def _evaluate_dir(self, model_dir: Path, dataset_dir: Path, name: str) -> dict[str, float]:
+        from training_jobs import evaluate  # noqa: PLC0415
+
+        out = self.work_dir / name
+        test_dir = str(dataset_dir / "test")
+        if (
+            evaluate.main(["--model-dir", str(model_dir), "--test-dir", test_dir, "--output-dir", str(out)])
+            != 0
+        ):
+            raise WorkflowError(f"evaluating {model_dir.name} failed")
+        report = json.loads((out / "evaluation.json").read_text())
+        return {metric: float(value["value"]) for metric, value in report["metrics"].items()}
+
+    def _captured_instances(self, limit: int = REPLAY_LIMIT) -> list[Any]:
+        """The instances of recently captured requests (newest files first), for the replay."""
+        bucket, _, prefix = self.names.capture_uri.removeprefix("s3://").partition("/")
+        listing = [
+            item
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for item in page.get("Contents", [])
+        ]
+        instances: list[Any] = []
+        for item in sorted(listing, key=lambda i: i["LastModified"], reverse=True):
+            body = self.s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            for line in body.splitlines():
+                data = json.loads(line)["captureData"]["endpointInput"]["data"]
+                instances.extend(json.loads(data).get("instances", []))
+            if len(instances) >= limit:
+                break
+        return instances[:limit]
+
     def approve(self, version: Any) -> Any:
         from handlers.model_registry import ModelRegistry  # noqa: PLC0415
 
@@ -284,18 +334,10 @@ class Workflow:
         self.say(f"approved {approved.label}")
         return approved
 
-    def publish_serving_files(self, model: TrainedModel) -> None:
-        """The served model's input schema and baseline, where the API and drift Lambdas read them."""
-        for name in ("input-schema.json", "baseline.json"):
-            path = model.model_dir / name
-            if not path.is_file():
-                raise WorkflowError(f"the trained model has no {name}")
-            self.s3.upload_file(str(path), self.names.buckets["artifacts"], f"{SERVING_PREFIX}/{name}")
-
     def deploy(self, version: Any, settings: Any) -> Any:
         """The deployer's own calls, then its verification of the outcome."""
         from handlers._deploy_verify import verify_deployment  # noqa: PLC0415
-        from handlers.deployer import deploy_model_version  # noqa: PLC0415
+        from handlers.deployer import deploy_model_version, publish_for_endpoint  # noqa: PLC0415
 
         started = deploy_model_version(self.sagemaker, settings, version.arn)
         self.say(f"deployment {started.action}: {started.endpoint} -> {started.expected_config}")
@@ -307,6 +349,13 @@ class Workflow:
             timeout_seconds=DEPLOY_TIMEOUT_S,
         )
         self.say(f"endpoint {verified.endpoint} InService on {verified.config_name}")
+        # As the deployer does on a verified endpoint: the served version's schema and baseline.
+        arn = self.sagemaker.describe_endpoint(EndpointName=verified.endpoint)["EndpointArn"]
+        tags = {t["Key"]: t["Value"] for t in self.sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+        published = publish_for_endpoint(self.sagemaker, settings, tags, s3=self.s3)
+        if not published:
+            raise WorkflowError("the served version's input schema and baseline were not published")
+        self.say(f"published {', '.join(uri.rsplit('/', 1)[1] for uri in published)} for the API and drift")
         return verified
 
     # --- traffic, capture, drift -----------------------------------------------------------------------
@@ -490,6 +539,16 @@ def _api_instance(schema: Any, features: Any) -> Any:
     if kind == "text":
         return {"text": features if isinstance(features, str) else str(features)}
     return list(features)
+
+
+def _predictions(model_dir: Path, instances: list[Any]) -> list[dict[str, Any]]:
+    """The inference handler's predictions of the model in ``model_dir`` (in this process)."""
+    from handlers import inference  # noqa: PLC0415 - torch: only the champion gate needs it
+
+    if not instances:
+        return []
+    model = inference.model_fn(str(model_dir))
+    return list(inference.predict_fn(instances, model)["predictions"])
 
 
 def _is_correct(label: Any, body: Any) -> bool:

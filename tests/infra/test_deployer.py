@@ -71,3 +71,25 @@ def test_the_role_may_only_roll_out_to_this_endpoint_and_pass_only_the_model_rol
     for statement in by_sid.values():
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert not any(action == "*" or action.endswith(":*") for action in actions)
+
+
+def test_a_verified_version_publishes_its_serving_files_where_the_lambdas_read_them(stack_plan: Plan) -> None:
+    env = stack_plan.named("deployer-deployer").inputs["environment"]["variables"]
+    artifacts = stack_plan.outputs["bucketNames"]["artifacts"]
+    # The API reads the schema there and the drift monitor the baseline: one folder for both.
+    api_env = stack_plan.named("api-predict-api").inputs["environment"]["variables"]
+    drift_env = stack_plan.named("monitoring-drift-monitor").inputs["environment"]["variables"]
+    assert env["SERVING_FILES_S3_URI"] == f"s3://{artifacts}/serving/"
+    assert api_env["MODEL_INPUT_SCHEMA_URI"] == f"s3://{artifacts}/serving/input-schema.json"
+    assert drift_env["BASELINE_S3_URI"] == f"s3://{artifacts}/serving/baseline.json"
+    # AND the role reads only evaluation outputs and writes only that folder
+    by_sid = statements(stack_plan)
+    arn = stack_plan.outputs["bucketArns"]["artifacts"]
+    assert (by_sid["ReadVersionsServingFiles"]["Action"], by_sid["ReadVersionsServingFiles"]["Resource"]) == (
+        "s3:GetObject",
+        f"{arn}/evaluation/*",
+    )
+    assert (by_sid["PublishServingFiles"]["Action"], by_sid["PublishServingFiles"]["Resource"]) == (
+        "s3:PutObject",
+        f"{arn}/serving/*",
+    )

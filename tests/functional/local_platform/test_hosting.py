@@ -34,30 +34,33 @@ class FakeContainer:
 
 @pytest.fixture
 def sagemaker(aws_credentials: None) -> Iterator[Any]:
-    with mock_aws():
-        hosting.extend_moto()
-        client = boto3.client("sagemaker", region_name=REGION)
-        for version in (1, 2, 3):
-            client.create_model(
-                ModelName=f"model-v{version}",
-                ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/model",
-                PrimaryContainer={
-                    "Image": "image",
-                    "ModelDataUrl": f"s3://artifacts/v{version}/model.tar.gz",
-                },
-            )
-            client.create_endpoint_config(
-                EndpointConfigName=f"config-v{version}",
-                ProductionVariants=[
-                    {
-                        "VariantName": "primary",
-                        "ModelName": f"model-v{version}",
-                        "InstanceType": "ml.m5.large",
-                        "InitialInstanceCount": 1,
-                    }
-                ],
-            )
-        yield client
+    undo = hosting.extend_moto()  # moto's classes are shared by the whole test session: undone below
+    try:
+        with mock_aws():
+            client = boto3.client("sagemaker", region_name=REGION)
+            for version in (1, 2, 3):
+                client.create_model(
+                    ModelName=f"model-v{version}",
+                    ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/model",
+                    PrimaryContainer={
+                        "Image": "image",
+                        "ModelDataUrl": f"s3://artifacts/v{version}/model.tar.gz",
+                    },
+                )
+                client.create_endpoint_config(
+                    EndpointConfigName=f"config-v{version}",
+                    ProductionVariants=[
+                        {
+                            "VariantName": "primary",
+                            "ModelName": f"model-v{version}",
+                            "InstanceType": "ml.m5.large",
+                            "InitialInstanceCount": 1,
+                        }
+                    ],
+                )
+            yield client
+    finally:
+        undo()
 
 
 @pytest.fixture

@@ -140,6 +140,13 @@ def test_version_2_switches_in_blue_green_without_a_failed_request(platform: Pla
     assert state.versions == [1, 2]
     after = sagemaker.describe_endpoint(EndpointName=endpoint_name)
     assert after["EndpointStatus"] == "InService" and after["EndpointConfigName"] != before
+    # AND the champion gate compared it with version 1 and recorded its decision in the registry
+    (latest, *_) = sagemaker.list_model_packages(
+        ModelPackageGroupName=platform.state.outputs["modelPackageGroupName"], SortOrder="Descending"
+    )["ModelPackageSummaryList"]
+    entry = sagemaker.describe_model_package(ModelPackageName=latest["ModelPackageArn"])
+    assert entry["CustomerMetadataProperties"]["comparison.decision"] == "promote"
+    assert entry["CustomerMetadataProperties"]["comparison.champion"].endswith("/1")
     # AND no request failed during the switch
     assert answered[0] > 0
     assert failures == []

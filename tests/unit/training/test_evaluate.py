@@ -92,3 +92,25 @@ def test_regression_report_and_training_output_archive(trained, tmp_path):
     assert json_get(document, RMSE_PATH) > 0
     assert json_get(document, MAE_PATH) <= json_get(document, RMSE_PATH)
     assert json_get(document, R2_PATH) < 1.0
+
+
+def test_evaluation_output_carries_the_models_serving_files(tmp_path):
+    # GIVEN a model archive holding the serving files training writes
+    import tarfile
+
+    from training_jobs.evaluate import copy_serving_files
+
+    source = tmp_path / "model-files"
+    source.mkdir()
+    (source / "input-schema.json").write_text('{"kind": "text"}')
+    (source / "baseline.json").write_text('{"features": []}')
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    with tarfile.open(model_dir / "model.tar.gz", "w:gz") as tar:
+        for path in source.iterdir():
+            tar.add(path, arcname=path.name)
+    # WHEN the evaluate step copies them out
+    copied = copy_serving_files(model_dir, tmp_path / "evaluation")
+    # THEN they sit next to the report, where the deployer looks for them
+    assert copied == ["input-schema.json", "baseline.json"]
+    assert (tmp_path / "evaluation" / "input-schema.json").read_text() == '{"kind": "text"}'

@@ -1,0 +1,76 @@
+"""After a verified deployment: publish the served version's input schema and drift baseline.
+
+The prediction API reads ``input-schema.json`` and the drift monitor ``baseline.json`` from one
+fixed place, ``SERVING_FILES_S3_URI`` (the stack's ``artifacts/serving/``). Training writes both
+into the model, and the pipeline's evaluate step copies them next to the version's evaluation
+report (``training_jobs.evaluate``), which the registry entry points at. So publishing is two
+copies of small S3 objects, made once the endpoint serves the version: the files always describe
+the model that answers, and a rolled-back deployment leaves them as they were.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from handlers.model_registry import ModelVersion
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+SERVING_FILES = ("input-schema.json", "baseline.json")
+ENV_SERVING_FILES = "SERVING_FILES_S3_URI"
+
+
+class ServingFilesError(RuntimeError):
+    """The serving files of a version could not be published; the message says which and why."""
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/key`` -> (``bucket``, ``some/key``)."""
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ServingFilesError(f"{uri!r} is not an s3://bucket/key URI")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+def serving_file_sources(model: ModelVersion) -> dict[str, str]:
+    """Where the version's serving files are: next to its evaluation report."""
+    if not model.evaluation_report_uri:
+        raise ServingFilesError(f"model version {model.label} has no evaluation report to find them by")
+    bucket, key = split_s3_uri(model.evaluation_report_uri)
+    folder = key.rsplit("/", 1)[0] if "/" in key else ""
+    return {
+        name: f"s3://{bucket}/{folder}/{name}" if folder else f"s3://{bucket}/{name}"
+        for name in SERVING_FILES
+    }
+
+
+def publish_serving_files(s3: S3Client | Any, model: ModelVersion, destination_uri: str) -> list[str]:
+    """Copy the version's serving files to ``destination_uri``; returns the URIs written.
+
+    Raises :class:`ServingFilesError` when a file is missing or S3 refuses a copy.
+    """
+    bucket, prefix = split_s3_uri(destination_uri.rstrip("/") + "/")
+    sources = serving_file_sources(model)
+    for source in sources.values():  # all there, or nothing is replaced
+        source_bucket, source_key = split_s3_uri(source)
+        try:
+            s3.head_object(Bucket=source_bucket, Key=source_key)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            raise ServingFilesError(f"{source} of model version {model.label}: {code}") from exc
+    written = []
+    for name, source in sources.items():
+        source_bucket, source_key = split_s3_uri(source)
+        target_key = f"{prefix.rstrip('/')}/{name}" if prefix.strip("/") else name
+        try:
+            s3.copy_object(
+                CopySource={"Bucket": source_bucket, "Key": source_key}, Bucket=bucket, Key=target_key
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "Unknown")
+            raise ServingFilesError(f"cannot copy {source} to s3://{bucket}/{target_key}: {code}") from exc
+        written.append(f"s3://{bucket}/{target_key}")
+    return written
