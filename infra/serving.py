@@ -328,6 +328,29 @@ class InferenceEndpoint(pulumi.ComponentResource):
                 },
                 opts=self._child(),
             )
+            if serving.off_hours is not None:
+                self._off_hours(variant.name, target)
+
+    def _off_hours(self, variant: str, target: aws.appautoscaling.Target) -> None:
+        """Non-prod: pin the variant to ``offHours.instances`` at night, restore the range by day."""
+        serving = self._args.serving
+        off_hours = serving.off_hours
+        assert off_hours is not None  # noqa: S101 - only called when set
+        for when, schedule, low, high in (
+            ("down", off_hours.scale_down, off_hours.instances, off_hours.instances),
+            ("up", off_hours.scale_up, serving.min_instances, serving.max_instances),
+        ):
+            aws.appautoscaling.ScheduledAction(
+                f"{self._name}-{variant}-off-hours-{when}",
+                name=f"{self._args.name_prefix}-{variant}-off-hours-{when}",
+                service_namespace=target.service_namespace,
+                resource_id=target.resource_id,
+                scalable_dimension=target.scalable_dimension,
+                schedule=schedule,
+                timezone=off_hours.timezone,
+                scalable_target_action={"min_capacity": low, "max_capacity": high},
+                opts=self._child(),
+            )
 
 
 def deployment_config(

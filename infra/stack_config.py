@@ -125,6 +125,23 @@ class VariantConfig(_Section):
     weight: Annotated[float, Field(gt=0)] = 1.0
 
 
+class OffHoursConfig(_Section):
+    """Non-prod endpoints: fewer instances outside working hours (Application Auto Scaling
+    scheduled actions on every variant). Real-time endpoints cannot go below one instance."""
+
+    scale_down: str = "cron(0 20 ? * MON-FRI *)"
+    scale_up: str = "cron(0 7 ? * MON-FRI *)"
+    timezone: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_+\-/]*$")] = "UTC"
+    instances: PositiveInt = 1
+
+    @field_validator("scale_down", "scale_up")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if not re.fullmatch(r"cron\(\S+( \S+){5}\)", value):
+            raise ValueError("must be an Application Auto Scaling cron(...) with 6 fields")
+        return value
+
+
 class ServingConfig(_Section):
     instance_type: InstanceType = "ml.g4dn.xlarge"
     gpu: bool = True  # a GPU endpoint must run on a GPU instance family
@@ -135,6 +152,7 @@ class ServingConfig(_Section):
     scale_out_cooldown_seconds: Annotated[int, Field(ge=0)] = 60
     data_capture_percent: Percent = 100
     variants: Annotated[tuple[VariantConfig, ...], Field(min_length=1)] = (VariantConfig(name="primary"),)
+    off_hours: OffHoursConfig | None = None  # non-prod only: scheduled scale-down
     # The approved model version the endpoint is first created with. Unset: no endpoint yet (train,
     # approve, then set it). Later versions roll out through the registry approval (the deployer).
     model_package_arn: (
@@ -420,6 +438,12 @@ def _serving_issues(config: StackConfig) -> Iterable[ConfigIssue]:
     names = [variant.name for variant in serving.variants]
     if len(set(names)) != len(names):
         yield ConfigIssue(f"{PROJECT}:serving.variants", names, "variant names must be unique")
+    if serving.off_hours is not None and serving.off_hours.instances > serving.min_instances:
+        yield ConfigIssue(
+            f"{PROJECT}:serving.offHours.instances",
+            serving.off_hours.instances,
+            f"must be <= serving.minInstances ({serving.min_instances}): off hours scale down",
+        )
 
 
 def _training_issues(training: TrainingConfig) -> Iterable[ConfigIssue]:
@@ -464,6 +488,12 @@ def _alarm_issues(alarms: AlarmsConfig) -> Iterable[ConfigIssue]:
 
 
 def _prod_issues(config: StackConfig) -> Iterable[ConfigIssue]:
+    if config.serving.off_hours is not None:
+        yield ConfigIssue(
+            f"{PROJECT}:serving.offHours",
+            "set",
+            "prod endpoints keep their capacity around the clock: remove it (non-prod stacks only)",
+        )
     if config.serving.min_instances < PROD_MIN_INSTANCES:
         yield ConfigIssue(
             f"{PROJECT}:serving.minInstances",

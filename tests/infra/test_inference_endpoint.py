@@ -139,6 +139,23 @@ def test_autoscaling_tracks_invocations_per_instance_within_the_bounds(served: P
     assert (tracking["scaleInCooldown"], tracking["scaleOutCooldown"]) == (300, 60)
 
 
+def test_non_prod_endpoints_scale_down_off_hours_and_back_by_day(served: Plan) -> None:
+    actions = {a.name: a.inputs for a in served.of_type("aws:appautoscaling/scheduledAction:ScheduledAction")}
+    if served.stack == "prod":
+        assert actions == {}  # prod keeps its capacity around the clock (config validation)
+        return
+    target = one(served, "aws:appautoscaling/target:Target").inputs
+    down, up = actions["serving-primary-off-hours-down"], actions["serving-primary-off-hours-up"]
+    for action in (down, up):
+        assert action["resourceId"] == target["resourceId"]
+        assert action["scalableDimension"] == target["scalableDimension"]
+        assert action["timezone"] == "Europe/London"
+    assert down["schedule"] == "cron(0 20 ? * MON-FRI *)"
+    assert down["scalableTargetAction"] == {"minCapacity": 1, "maxCapacity": 1}
+    assert up["schedule"] == "cron(0 7 ? * MON-FRI *)"
+    assert up["scalableTargetAction"] == {"minCapacity": 1, "maxCapacity": 2}  # the configured range
+
+
 def test_ab_variants_get_their_weights_and_their_own_scaling() -> None:
     plan = with_model("dev", variants=[{"name": "blue", "weight": 3}, {"name": "green", "weight": 1}])
     variants = endpoint_config(plan).inputs["productionVariants"]

@@ -237,6 +237,27 @@ BAD_CONFIGS = [
         "variant names must be unique",
         id="duplicate-variants",
     ),
+    pytest.param(
+        {"ml-platform:environment": "prod", "ml-platform:serving": {"offHours": {"instances": 1}}},
+        "ml-platform:serving.offHours",
+        "'set'",
+        "non-prod stacks only",
+        id="prod-off-hours",
+    ),
+    pytest.param(
+        {"ml-platform:serving": {"minInstances": 1, "offHours": {"instances": 2}}},
+        "ml-platform:serving.offHours.instances",
+        "2",
+        "must be <= serving.minInstances (1)",
+        id="off-hours-above-min",
+    ),
+    pytest.param(
+        {"ml-platform:serving": {"offHours": {"scaleDown": "rate(1 day)"}}},
+        "ml-platform:serving.offHours.scaleDown",
+        "'rate(1 day)'",
+        "cron(...) with 6 fields",
+        id="off-hours-not-cron",
+    ),
 ]
 
 
