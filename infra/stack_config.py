@@ -109,6 +109,8 @@ class TrainingConfig(_Section):
     schedule: str = "cron(0 3 ? * SUN *)"  # EventBridge schedule expression
     evaluation_metric: str = "accuracy"
     evaluation_threshold: Annotated[float, Field(ge=0)] = 0.9
+    # Champion gate: how much worse (absolute, per metric) a new version may be than the served one.
+    promotion_margin: Annotated[float, Field(ge=0, le=1)] = 0.02
     network_isolation: bool = True
     inter_container_encryption: bool = True
 

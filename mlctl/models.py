@@ -5,6 +5,12 @@ an older approved version through the deployer's own path: on AWS by invoking th
 with the EventBridge event it normally receives, in local mode by calling
 ``handlers.deployer.deploy_model_version`` directly. Either way the same gate (the target must be
 Approved now) and the same blue/green update apply; ``mlctl deploy wait`` then checks it landed.
+
+``approve`` runs the champion gate first (``handlers.champion``): the version is compared with the
+one the endpoint serves on the held-out metrics both recorded at registration, with the stack's
+``training.promotionMargin``; a challenger worse by more than the margin on any metric is
+rejected with the reason (recorded in its registry entry either way). ``mlctl local up`` runs the
+fuller gate (both models on the same held-out split and on replayed traffic).
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
+from handlers import champion
 from handlers._deploy_plan import TAG_EXPECTED_CONFIG, TAG_MODEL_PACKAGE
 from handlers.model_registry import APPROVAL_STATUSES, APPROVED, ModelRegistry, ModelVersion
+from infra.stack_config import StackConfigError, UnknownStackError, load_stack_config
 from mlctl.targets import (
     EXIT_OK,
     CommandError,
@@ -32,6 +41,7 @@ from mlctl.targets import (
 
 MODEL_PACKAGE_EVENT = "SageMaker Model Package State Change"  # what the deployer's rule matches
 MAX_METRICS_LISTED = 3
+DEFAULT_PROMOTION_MARGIN = 0.02
 LAMBDA_MAX_SECONDS = 900  # a listing stays one line per version
 
 
@@ -55,6 +65,12 @@ def add_models_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     approve = actions.add_parser("approve", help="approve a version (the deployer then deploys it)")
     approve.add_argument("version", type=int, metavar="VERSION")
     approve.add_argument("--reason", metavar="TEXT", help="stored as the version's approval description")
+    approve.add_argument(
+        "--margin", type=float, help="champion gate margin (default: the stack's training.promotionMargin)"
+    )
+    approve.add_argument(
+        "--skip-champion-gate", action="store_true", help="approve without comparing with the served version"
+    )
     approve.set_defaults(handler=_approve)
 
     reject = actions.add_parser("reject", help="reject a version (it can never be deployed)")
@@ -114,11 +130,56 @@ def _approve(args: argparse.Namespace) -> int:
     def action() -> int:
         target = resolve_target(args)
         registry = _registry(target)
-        version = registry.approve(registry.version_arn(_group(target), args.version), args.reason)
+        arn = registry.version_arn(_group(target), args.version)
+        if not args.skip_champion_gate:
+            decision = champion_gate(target, registry, arn, args.margin)
+            if decision is not None and not decision.promote:
+                raise CommandError(
+                    f"version {args.version} was rejected by the champion gate: {decision.reason}"
+                )
+        version = registry.approve(arn, args.reason)
         print(f"approved {version.label}" + (f": {version.approval_description}" if args.reason else ""))
         return EXIT_OK
 
     return run_guarded("models approve", action)
+
+
+def champion_gate(
+    target: PlatformTarget, registry: ModelRegistry, arn: str, margin: float | None
+) -> champion.Decision | None:
+    """Compare the version at ``arn`` with the served one and record the decision (a refusal
+    rejects it). None when nothing is served yet (or it is the served version itself)."""
+    challenger = registry.describe(arn)
+    serving = _served_or_latest_approved(target, registry, exclude=arn)
+    if serving is None:
+        print(f"champion gate: nothing is served yet; {challenger.label} is the first")
+        return None
+    decision = champion.compare(serving.metrics, challenger.metrics, margin=_margin(target, margin))
+    champion.record_decision(client(target, "sagemaker"), arn, decision, serving)
+    print(f"champion gate ({serving.label} vs {challenger.label}): {decision.reason}")
+    return decision
+
+
+def _served_or_latest_approved(
+    target: PlatformTarget, registry: ModelRegistry, exclude: str
+) -> ModelVersion | None:
+    try:
+        serving = deployed_version(client(target, "sagemaker"), registry, str(target.output("endpointName")))
+    except (CommandError, ClientError):  # no endpoint yet, or not deployed by the deployer
+        serving = None
+    if serving is None or serving.arn == exclude:
+        approved = [v for v in registry.list_versions(_group(target), status=APPROVED) if v.arn != exclude]
+        serving = approved[0] if approved else None
+    return serving
+
+
+def _margin(target: PlatformTarget, explicit: float | None) -> float:
+    if explicit is not None:
+        return explicit
+    try:
+        return load_stack_config(target.stack).training.promotion_margin
+    except (StackConfigError, UnknownStackError, OSError):  # the stack file is not in this checkout
+        return DEFAULT_PROMOTION_MARGIN
 
 
 def _reject(args: argparse.Namespace) -> int:

@@ -42,7 +42,6 @@ SERVING_PREFIX = "serving"  # artifacts/serving/: the files the API and drift La
 CAPTURE_WAIT_S = 20.0
 DEPLOY_TIMEOUT_S = 300.0
 LOWER_IS_BETTER = {"rmse", "mae", "mse", "loss"}
-PROMOTION_MARGIN = 0.02  # how much worse than the serving model a challenger may be, per metric
 REPLAY_LIMIT = 500
 
 
@@ -284,7 +283,8 @@ class Workflow:
         replay = gate.replay_comparison(
             _predictions(champion_dir, instances), _predictions(model.model_dir, instances)
         )
-        decision = gate.compare(champion_metrics, metrics, margin=PROMOTION_MARGIN, replay=replay)
+        margin = self.config.training.promotion_margin
+        decision = gate.compare(champion_metrics, metrics, margin=margin, replay=replay)
         gate.record_decision(self.sagemaker, challenger.arn, decision, serving)
         agreement = (
             f", replay agreement {replay.agreement_rate:.3f} on {replay.count} requests"

@@ -100,7 +100,10 @@ def test_approve_stores_the_reason(platform: Platform, mlctl: Callable[..., Resu
 
     # THEN the registry says Approved with that reason
     assert result.code == 0, result.err
-    assert result.out.strip() == f"approved {GROUP}/1: beats v0 on the holdout"
+    assert result.out.strip().splitlines() == [
+        f"champion gate: nothing is served yet; {GROUP}/1 is the first",
+        f"approved {GROUP}/1: beats v0 on the holdout",
+    ]
     described = platform.registry.describe(version.arn)
     assert (described.status, described.approval_description) == ("Approved", "beats v0 on the holdout")
 
@@ -143,3 +146,41 @@ def test_registry_commands_work_in_local_mode(
     # THEN the emulator's registry changed
     assert approved.code == 0, approved.err
     assert [(v["version"], v["status"]) for v in listed] == [(1, "Approved")]
+
+
+def test_approve_refuses_a_challenger_worse_than_the_served_version(
+    platform: Platform, mlctl: Callable[..., Result]
+) -> None:
+    # GIVEN version 1 approved and a retrained version 2 that is clearly worse on the held-out set
+    platform.register(1, metrics={"accuracy": 0.93, "loss": 0.2})
+    challenger = platform.register(2, status="Pending", metrics={"accuracy": 0.81, "loss": 0.5})
+    # WHEN someone approves it
+    result = mlctl("models", "approve", "2", "--reason", "looks fine", *platform.target)
+    # THEN the champion gate refuses: exit 1, one line, and the version is Rejected with the reason
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "rejected by the champion gate" in result.err and "accuracy 0.93->0.81" in result.err
+    described = platform.registry.describe(challenger.arn)
+    assert described.status == "Rejected"
+    assert described.customer_metadata["comparison.decision"] == "refuse"
+    assert described.customer_metadata["comparison.champion"] == f"{GROUP}/1"
+
+
+def test_approve_promotes_a_challenger_within_the_margin_and_records_why(
+    platform: Platform, mlctl: Callable[..., Result]
+) -> None:
+    platform.register(1, metrics={"accuracy": 0.93, "loss": 0.2})
+    challenger = platform.register(2, status="Pending", metrics={"accuracy": 0.925, "loss": 0.21})
+    result = mlctl("models", "approve", "2", *platform.target)
+    assert result.code == 0, result.err
+    assert "champion gate" in result.out and "promoted: within margin 0.02" in result.out
+    described = platform.registry.describe(challenger.arn)
+    assert described.status == "Approved"
+    assert described.customer_metadata["comparison.decision"] == "promote"
+
+
+def test_the_gate_can_be_skipped_explicitly(platform: Platform, mlctl: Callable[..., Result]) -> None:
+    platform.register(1, metrics={"accuracy": 0.93})
+    challenger = platform.register(2, status="Pending", metrics={"accuracy": 0.5})
+    result = mlctl("models", "approve", "2", "--skip-champion-gate", *platform.target)
+    assert result.code == 0, result.err
+    assert platform.registry.describe(challenger.arn).status == "Approved"
