@@ -29,6 +29,7 @@ from handlers import champion
 from handlers._deploy_plan import TAG_EXPECTED_CONFIG, TAG_MODEL_PACKAGE
 from handlers.model_registry import APPROVAL_STATUSES, APPROVED, ModelRegistry, ModelVersion
 from infra.stack_config import StackConfigError, UnknownStackError, load_stack_config
+from mlctl.deploy_wait import endpoint_tags
 from mlctl.targets import (
     EXIT_OK,
     CommandError,
@@ -247,12 +248,12 @@ def deployed_version(sagemaker: Any, registry: ModelRegistry, endpoint: str) -> 
     if variants and variants[0].get("ModelName"):
         arns.append(sagemaker.describe_model(ModelName=variants[0]["ModelName"]).get("ModelArn"))
     for arn in arns:
-        package = _tags(sagemaker, arn).get(TAG_MODEL_PACKAGE)
+        package = endpoint_tags(sagemaker, arn).get(TAG_MODEL_PACKAGE)
         if package:
             return registry.describe(package)
-    endpoint_tags = _tags(sagemaker, described.get("EndpointArn"))
-    if endpoint_tags.get(TAG_EXPECTED_CONFIG) == config_name and endpoint_tags.get(TAG_MODEL_PACKAGE):
-        return registry.describe(endpoint_tags[TAG_MODEL_PACKAGE])
+    on_endpoint = endpoint_tags(sagemaker, described.get("EndpointArn"))
+    if on_endpoint.get(TAG_EXPECTED_CONFIG) == config_name and on_endpoint.get(TAG_MODEL_PACKAGE):
+        return registry.describe(on_endpoint[TAG_MODEL_PACKAGE])
     raise CommandError(
         f"endpoint {endpoint} serves {config_name}, which names no model package "
         f"(tag {TAG_MODEL_PACKAGE}): it was not deployed by the deployer"
@@ -415,17 +416,3 @@ def _registry(target: PlatformTarget) -> ModelRegistry:
 
 def _group(target: PlatformTarget) -> str:
     return str(target.output("modelPackageGroupName"))
-
-
-def _tags(sagemaker: Any, arn: str | None) -> dict[str, str]:
-    if not arn:
-        return {}
-    tags: dict[str, str] = {}
-    request: dict[str, Any] = {"ResourceArn": arn}
-    while True:
-        page = sagemaker.list_tags(**request)
-        # Later entries win: moto appends a re-added key instead of replacing it.
-        tags.update({tag["Key"]: tag["Value"] for tag in page.get("Tags", [])})
-        if not page.get("NextToken"):
-            return tags
-        request["NextToken"] = page["NextToken"]

@@ -338,6 +338,7 @@ class Workflow:
         """The deployer's own calls, then its verification of the outcome."""
         from handlers._deploy_verify import verify_deployment  # noqa: PLC0415
         from handlers.deployer import deploy_model_version, publish_for_endpoint  # noqa: PLC0415
+        from mlctl.deploy_wait import endpoint_tags  # noqa: PLC0415
 
         started = deploy_model_version(self.sagemaker, settings, version.arn)
         self.say(f"deployment {started.action}: {started.endpoint} -> {started.expected_config}")
@@ -351,7 +352,7 @@ class Workflow:
         self.say(f"endpoint {verified.endpoint} InService on {verified.config_name}")
         # As the deployer does on a verified endpoint: the served version's schema and baseline.
         arn = self.sagemaker.describe_endpoint(EndpointName=verified.endpoint)["EndpointArn"]
-        tags = {t["Key"]: t["Value"] for t in self.sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+        tags = endpoint_tags(self.sagemaker, arn)
         published = publish_for_endpoint(self.sagemaker, settings, tags, s3=self.s3)
         if not published:
             raise WorkflowError("the served version's input schema and baseline were not published")

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import threading
@@ -29,6 +28,7 @@ from handlers.deployer import deploy_model_version
 from handlers.model_registry import ModelRegistry, ModelVersion
 from mlctl import deploy_wait, invoke, models, targets, train
 from tests.functional.conftest import ARTIFACTS, GROUP, IMAGE, REGION
+from tests.functional.deployer.conftest import SplitClient  # noqa: F401 - re-exported for the tests
 
 ACCOUNT = "123456789012"
 STACK = "dev"
@@ -162,28 +162,6 @@ def set_outputs(platform: Platform, **overrides: Any) -> None:
 
 
 # --- clients ---------------------------------------------------------------------------------------
-
-
-class SplitClient:
-    """moto for most operations, ``stub`` (a Stubber-backed client) for ``stubbed`` ones; records calls."""
-
-    def __init__(self, moto: Any, stub: Any, stubbed: frozenset[str]) -> None:
-        self._moto, self._stub, self._stubbed = moto, stub, stubbed
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._stub if name in self._stubbed else self._moto, name)
-        if not callable(target):
-            return target
-
-        def call(**kwargs: Any) -> Any:
-            self.calls.append((name, copy.deepcopy(kwargs)))
-            return target(**kwargs)
-
-        return call
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.calls]
 
 
 def use_clients(monkeypatch: pytest.MonkeyPatch, module: Any, **by_service: Any) -> None:
