@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,14 +47,25 @@ def predict_url(api_url: str) -> str:
 
 
 def post_json(
-    url: str, body: bytes, api_key: str | None, timeout: float = DEFAULT_TIMEOUT_SECONDS
+    url: str,
+    body: bytes,
+    api_key: str | None,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    sign_region: str | None = None,
 ) -> HttpAnswer:
-    """POST ``body`` as JSON; any HTTP status is an answer, an unreachable API a :class:`CommandError`."""
+    """POST ``body`` as JSON; any HTTP status is an answer, an unreachable API a :class:`CommandError`.
+
+    Without an API key, a request to an ``execute-api`` URL (or any, given ``sign_region``) is signed
+    with SigV4 and the caller's AWS credentials: the stack's API uses IAM auth then (``api.auth: iam``).
+    """
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if api_key:
         headers["x-api-key"] = api_key
     if not url.startswith(("https://", "http://")):
         raise CommandError(f"the API URL {url!r} is not an http(s) URL")
+    region = sign_region or (None if api_key else _execute_api_region(url))
+    if region:
+        headers = sigv4_headers(url, body, headers, region)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -63,6 +75,29 @@ def post_json(
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise CommandError(f"cannot reach {url}: {reason}") from None
+
+
+def _execute_api_region(url: str) -> str | None:
+    """``eu-west-1`` of ``https://abc.execute-api.eu-west-1.amazonaws.com/live``, else None."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    parts = host.split(".")
+    if len(parts) >= 4 and parts[1] == "execute-api":
+        return parts[2]
+    return None
+
+
+def sigv4_headers(url: str, body: bytes, headers: dict[str, str], region: str) -> dict[str, str]:
+    """``headers`` plus the SigV4 signature API Gateway's IAM auth checks (service ``execute-api``)."""
+    from botocore.auth import SigV4Auth  # noqa: PLC0415
+    from botocore.awsrequest import AWSRequest  # noqa: PLC0415
+    from botocore.session import Session  # noqa: PLC0415
+
+    credentials = Session().get_credentials()
+    if credentials is None:
+        raise CommandError("the API uses IAM auth and no AWS credentials were found to sign the request")
+    request = AWSRequest(method="POST", url=url, data=body, headers=headers)
+    SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
+    return dict(request.headers.items())
 
 
 def add_invoke_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -128,6 +128,8 @@ def local_up(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int)
 
 
 def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int) -> LocalState:
+    # The handlers' structured INFO logs would bury the steps' own lines; warnings still show.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     from handlers.deployer import DeploySettings  # noqa: PLC0415
     from infra.offline import run_offline  # noqa: PLC0415
     from infra.stack_config import load_stack_config  # noqa: PLC0415

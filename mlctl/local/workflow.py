@@ -21,6 +21,8 @@ plan), and the deployer is called directly rather than by the approval event.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import tarfile
 import tempfile
@@ -300,11 +302,17 @@ class Workflow:
         from training_jobs import evaluate  # noqa: PLC0415
 
         out = self.work_dir / name
-        test_dir = str(dataset_dir / "test")
-        if (
-            evaluate.main(["--model-dir", str(model_dir), "--test-dir", test_dir, "--output-dir", str(out)])
-            != 0
-        ):
+        arguments = [
+            "--model-dir",
+            str(model_dir),
+            "--test-dir",
+            str(dataset_dir / "test"),
+            "--output-dir",
+            str(out),
+        ]
+        with contextlib.redirect_stdout(io.StringIO()):  # the script prints its metrics; we say them
+            code = evaluate.main(arguments)
+        if code != 0:
             raise WorkflowError(f"evaluating {model_dir.name} failed")
         report = json.loads((out / "evaluation.json").read_text())
         return {metric: float(value["value"]) for metric, value in report["metrics"].items()}

@@ -138,3 +138,26 @@ def test_an_unreachable_api_is_one_line(
     assert result.code == 1
     assert result.err.startswith("mlctl invoke: cannot reach http://127.0.0.1:9/live/v1/predict")
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_an_iam_auth_api_gets_a_sigv4_signed_request(api: ApiServer, aws_credentials: None) -> None:
+    # GIVEN a stack whose API uses IAM auth (no API key)
+    from mlctl.invoke import post_json
+
+    # WHEN a request is sent without a key, for the stack's region
+    post_json(f"{api.url}/v1/predict", json.dumps(BODY).encode(), None, sign_region=REGION)
+    # THEN it carries a SigV4 signature for API Gateway (execute-api) over that region, and no key
+    (request,) = api.requests
+    authorization = request["headers"]["authorization"]
+    assert authorization.startswith("AWS4-HMAC-SHA256 Credential=")
+    assert f"/{REGION}/execute-api/aws4_request" in authorization
+    assert "x-amz-date" in request["headers"] and "x-api-key" not in request["headers"]
+
+
+def test_the_region_to_sign_for_comes_from_an_execute_api_url() -> None:
+    from mlctl.invoke import _execute_api_region
+
+    assert _execute_api_region("https://abc123.execute-api.eu-west-1.amazonaws.com/live/v1/predict") == (
+        "eu-west-1"
+    )
+    assert _execute_api_region("http://127.0.0.1:8080/local/v1/predict") is None
