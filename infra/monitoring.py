@@ -28,6 +28,7 @@ BUDGET_THRESHOLDS = (("ACTUAL", 80), ("FORECASTED", 100))
 # The drift monitor looks at the last day of captured traffic, once a day.
 DRIFT_SCHEDULE = "rate(1 day)"
 DRIFT_WINDOW_HOURS = 24
+DRIFT_ASYNC_RETRIES = 2  # the daily check retried twice before the failure alerts
 BASELINE_KEY = "serving/baseline.json"
 
 
@@ -336,6 +337,14 @@ class Monitoring(pulumi.ComponentResource):
                 "WINDOW_HOURS": str(DRIFT_WINDOW_HOURS),
             },
             statements=self._drift_statements(),
+        )
+        # The schedule invokes it asynchronously: a check that fails after its retries alerts.
+        aws.lambda_.FunctionEventInvokeConfig(
+            f"{self._name}-drift-monitor-async",
+            function_name=function.name,
+            maximum_retry_attempts=DRIFT_ASYNC_RETRIES,
+            destination_config={"on_failure": {"destination": args.alarm_topic_arn}},
+            opts=pulumi.ResourceOptions(parent=self),
         )
         functions.event_trigger(
             "drift-schedule",

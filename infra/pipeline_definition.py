@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from handlers._deploy_plan import has_instance_storage
+
 if TYPE_CHECKING:  # the SDK is imported only inside the build (see _offline_sdk)
     from sagemaker.core.workflow.parameters import Parameter
     from sagemaker.core.workflow.pipeline_context import PipelineSession
@@ -449,7 +451,9 @@ def _train_step(
         compute=Compute(
             instance_type=params.training_instance_type,
             instance_count=spec.training_instance_count,
-            volume_kms_key_id=spec.kms_key_arn,
+            # SageMaker refuses a volume key for instance types with local NVMe storage (their
+            # volumes are hardware-encrypted); a run that overrides the type keeps this choice.
+            volume_kms_key_id=None if has_instance_storage(spec.training_instance_type) else spec.kms_key_arn,
             enable_managed_spot_training=spec.use_spot,
         ),
         stopping_condition=StoppingCondition(

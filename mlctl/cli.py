@@ -44,13 +44,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    """The offline plan with the policy pack's findings next to each resource; a mandatory
+    violation makes the exit status non-zero (CI's plan job fails on it)."""
     # Imported here so that commands which do not need Pulumi do not pay for importing it.
     from infra.offline import run_offline  # noqa: PLC0415
     from mlctl.plan import plan_as_json, render_plan  # noqa: PLC0415
+    from policy.engine import evaluate_plan, render  # noqa: PLC0415
 
     plan = run_offline(args.stack)
-    print(plan_as_json(plan) if args.json else render_plan(plan))
-    return EXIT_OK
+    report = evaluate_plan(plan)
+    if args.json:
+        print(plan_as_json(plan, report))
+    else:
+        findings: dict[str, list[str]] = {}
+        for violation in report.violations:
+            findings.setdefault(violation.urn, []).append(
+                f"{violation.severity} {violation.rule_id}: {violation.message}"
+            )
+        print(render_plan(plan, findings))
+        print()
+        print(render(report))
+    return EXIT_OK if report.passed else EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,12 +14,13 @@ MAX_VALUE_WIDTH = 70
 NOISY_INPUTS = {"bucket", "targetKeyId", "skipCredentialsValidation"}
 
 
-def render_plan(plan: Plan) -> str:
-    """The resource tree (type, logical name, key properties), counts per type and the outputs."""
+def render_plan(plan: Plan, findings: Mapping[str, list[str]] | None = None) -> str:
+    """The resource tree (type, logical name, key properties, and any policy ``findings`` by URN),
+    counts per type and the outputs."""
     lines = [f"Stack ml-platform-{plan.stack}: offline plan (Pulumi mock runtime, no credentials)", ""]
     top_level = [resource for resource in plan.resources if resource.parent_urn == plan.stack_urn]
     for resource in top_level:
-        lines.extend(_render_subtree(plan, resource, depth=0))
+        lines.extend(_render_subtree(plan, resource, 0, findings or {}))
     lines += ["", "Resources by type:"]
     counts = plan.type_counts()
     lines += [f"  {count:4d}  {type_}" for type_, count in sorted(counts.items())]
@@ -28,10 +29,19 @@ def render_plan(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def plan_as_json(plan: Plan) -> str:
+def plan_as_json(plan: Plan, report: Any | None = None) -> str:
+    """The plan as JSON; with a policy ``report``, its violations and waivers too."""
+    policy = None
+    if report is not None:
+        policy = {
+            "passed": report.passed,
+            "violations": [vars(v) for v in report.violations],
+            "waived": [vars(v) for v in report.waived],
+        }
     return json.dumps(
         {
             "stack": plan.stack,
+            "policy": policy,
             "resources": [
                 {"type": r.type, "name": r.name, "parent": r.parent_urn, "urn": r.urn, "inputs": r.inputs}
                 for r in plan.resources
@@ -45,14 +55,18 @@ def plan_as_json(plan: Plan) -> str:
     )
 
 
-def _render_subtree(plan: Plan, resource: PlannedResource, depth: int) -> Iterator[str]:
+def _render_subtree(
+    plan: Plan, resource: PlannedResource, depth: int, findings: Mapping[str, list[str]]
+) -> Iterator[str]:
     indent = "   " * depth
     yield f"{indent}+ {resource.type}  {resource.name}"
     for key, value in key_properties(resource):
         yield f"{indent}     {key} = {value}"
+    for finding in findings.get(resource.urn, []):
+        yield f"{indent}     ! {finding}"
     # Sorted by logical name, so each bucket's settings sit together under the component.
     for child in sorted(plan.children_of(resource), key=lambda r: r.name):
-        yield from _render_subtree(plan, child, depth + 1)
+        yield from _render_subtree(plan, child, depth + 1, findings)
 
 
 def key_properties(resource: PlannedResource) -> list[tuple[str, str]]:

@@ -70,3 +70,35 @@ def test_bad_config_in_the_cli_is_reported_by_key(capsys: pytest.CaptureFixture[
     assert (
         "ml-platform:deployment.strategy = 'yolo': Input should be 'all-at-once', 'canary' or 'linear'" in err
     )
+
+
+def test_plan_reports_the_policy_pack_and_fails_on_a_mandatory_violation(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the dev stack with one bucket's versioning taken out of the program's plan
+    import infra.offline as offline_module
+
+    real_run = offline_module.run_offline
+
+    def without_versioning(stack: str, *args: object, **kwargs: object) -> object:
+        plan = real_run(stack, *args, **kwargs)  # type: ignore[arg-type]
+        plan.resources = [r for r in plan.resources if r.name != "data-lake-raw-versioning"]
+        return plan
+
+    monkeypatch.setattr(offline_module, "run_offline", without_versioning)
+    # WHEN the plan is printed
+    code = main(["plan", "--stack", "dev"])
+    out = capsys.readouterr().out
+    # THEN the violation sits next to the bucket in the tree, the summary counts it, and the exit is 1
+    bucket_at = out.index("+ aws:s3/bucket:Bucket  data-lake-raw\n")
+    finding_at = out.index("! mandatory ", bucket_at)
+    assert finding_at < out.index("+ ", bucket_at + 1)
+    assert "policy pack ml-platform on dev (dev): 1 mandatory" in out
+    assert code == 1
+
+
+def test_a_clean_stack_plans_with_exit_0_and_its_waivers_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--stack", "dev"]) == 0
+    out = capsys.readouterr().out
+    assert "policy pack ml-platform on dev (dev): 0 mandatory, 0 advisory" in out
+    assert "[waived] s3-sse-kms-cmk data-lake-access-logs-encryption" in out
