@@ -42,6 +42,7 @@ ENV_PROVISIONING = "PROVISIONING_ALLOWANCE_SECONDS"
 ENV_RETAIN = "RETAIN_VARIANT_PROPERTIES"
 ENV_REGION = "AWS_REGION"  # set by the Lambda runtime
 ENV_SERVING_FILES = "SERVING_FILES_S3_URI"  # where a verified version's input schema/baseline go
+MODEL_VERSION_ENV = "MODEL_VERSION"  # in the model container's environment: the registry version
 
 ALL_AT_ONCE, CANARY, LINEAR = "all-at-once", "canary", "linear"
 STRATEGIES = (ALL_AT_ONCE, CANARY, LINEAR)
@@ -298,6 +299,8 @@ def build_model_request(settings: DeploySettings, model: ModelVersion) -> dict[s
         "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
         "SAGEMAKER_SUBMIT_DIRECTORY": SUBMIT_DIRECTORY,
         "SAGEMAKER_REGION": settings.region,
+        # The serving handler answers with it, so callers see which version served them (canaries).
+        MODEL_VERSION_ENV: str(model.version),
     }
     content: dict[str, Any] = {
         "ExecutionRoleArn": settings.execution_role_arn,

@@ -115,6 +115,7 @@ class EndpointReply:
     predictions: list[Any]
     confidence: list[float | None]
     variant: str | None
+    model_version: str | None = None  # what the serving container says it is (MODEL_VERSION)
 
 
 def invoke_endpoint(endpoint_name: str, instances: list[Any]) -> EndpointReply:
@@ -134,8 +135,8 @@ def invoke_endpoint(endpoint_name: str, instances: list[Any]) -> EndpointReply:
         raise EndpointTimeoutError("the model endpoint did not answer in time") from exc
     except EndpointConnectionError as exc:
         raise EndpointThrottledError("the model endpoint cannot be reached", RETRY_AFTER_SECONDS) from exc
-    predictions, confidence = parse_reply(payload, expected=len(instances))
-    return EndpointReply(predictions, confidence, response.get("InvokedProductionVariant"))
+    predictions, confidence, version = parse_reply(payload, expected=len(instances))
+    return EndpointReply(predictions, confidence, response.get("InvokedProductionVariant"), version)
 
 
 def _domain_error(exc: ClientError) -> Exception:
@@ -149,9 +150,10 @@ def _domain_error(exc: ClientError) -> Exception:
     return exc  # anything else is our misconfiguration (unknown endpoint, IAM): a 500
 
 
-def parse_reply(payload: bytes, expected: int) -> tuple[list[Any], list[float | None]]:
+def parse_reply(payload: bytes, expected: int) -> tuple[list[Any], list[float | None], str | None]:
     """Accept the container's contract: ``{"predictions": [...], "confidence": [...]}``, or this
-    repository's serving handler's ``{"predictions": [{"label", "confidence"} | {"value"}]}``."""
+    repository's serving handler's ``{"predictions": [{"label", "confidence"} | {"value"}]}``;
+    returns predictions, confidence and the ``model_version`` the container names (or None)."""
     try:
         document = json.loads(payload)
     except (ValueError, RecursionError):
@@ -169,4 +171,5 @@ def parse_reply(payload: bytes, expected: int) -> tuple[list[Any], list[float | 
         raise ModelResponseError(f"the model endpoint did not return {expected} confidence values")
     if not all(c is None or (isinstance(c, int | float) and not isinstance(c, bool)) for c in confidence):
         raise ModelResponseError("confidence values must be numbers")
-    return predictions, confidence
+    version = document.get("model_version")
+    return predictions, confidence, str(version) if isinstance(version, str | int) else None

@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import math
+import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,7 @@ class WrongShapeError(InferenceError):
 class ServedModel:
     model: TaskModel
     device: torch.device
+    version: str | None = None  # the registry version the deployer put in MODEL_VERSION
 
 
 def model_fn(model_dir: str) -> ServedModel:
@@ -79,7 +81,7 @@ def model_fn(model_dir: str) -> ServedModel:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(Path(model_dir), map_location=device)
     logger.info("loaded %s on %s", model.registry_name, device)
-    return ServedModel(model=model, device=device)
+    return ServedModel(model=model, device=device, version=os.environ.get("MODEL_VERSION") or None)
 
 
 def input_fn(request_body: bytes | str, request_content_type: str | None) -> list[Any]:
@@ -115,16 +117,22 @@ def predict_fn(data: list[Any], model: ServedModel) -> dict[str, Any]:
         raise WrongShapeError(str(exc)) from None
     with torch.inference_mode():
         output = model.model(*inputs).detach().float().cpu()
-    name = model.model.registry_name
     if model.model.task_kind == REGRESSION:
-        return {"model": name, "predictions": [{"value": float(v)} for v in output.tolist()]}
+        return _answer(model, [{"value": float(v)} for v in output.tolist()])
     confidence, index = torch.softmax(output, dim=1).max(dim=1)
     labels = model.model.labels
     predictions = [
         {"label": labels[i], "confidence": round(float(c), 6)}
         for i, c in zip(index.tolist(), confidence.tolist(), strict=True)
     ]
-    return {"model": name, "predictions": predictions}
+    return _answer(model, predictions)
+
+
+def _answer(model: ServedModel, predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    answer: dict[str, Any] = {"model": model.model.registry_name, "predictions": predictions}
+    if model.version:
+        answer["model_version"] = model.version
+    return answer
 
 
 def output_fn(prediction: dict[str, Any], accept: str | None) -> tuple[str, str]:

@@ -318,12 +318,16 @@ def test_on_demand_training_has_no_spot_wait(alt: dict[str, Any]) -> None:
     assert args["StoppingCondition"]["MaxRuntimeInSeconds"] == ALT.max_runtime_seconds
 
 
-def test_every_job_encrypts_volumes_and_outputs_with_the_key(base: dict[str, Any]) -> None:
-    # GIVEN the training and processing jobs
+def test_every_job_encrypts_volumes_and_outputs_with_the_key(
+    base: dict[str, Any], alt: dict[str, Any]
+) -> None:
+    # GIVEN the training and processing jobs (base trains on g4dn, with local NVMe; alt on p3, without)
     train = step(base, "Train")["Arguments"]
-    # THEN training output and volume use the stack's key
+    # THEN training output uses the stack's key, and the volume too where SageMaker accepts a key:
+    # it refuses VolumeKmsKeyId for instance types whose storage is local NVMe (hardware-encrypted)
     assert train["OutputDataConfig"]["KmsKeyId"] == KMS
-    assert train["ResourceConfig"]["VolumeKmsKeyId"] == KMS
+    assert "VolumeKmsKeyId" not in train["ResourceConfig"]
+    assert step(alt, "Train")["Arguments"]["ResourceConfig"]["VolumeKmsKeyId"] == KMS
     assert join_values(train["OutputDataConfig"]["S3OutputPath"])[0] == f"s3://{BASE.artifacts_bucket}/models"
     # AND so do both processing jobs
     for name in ("Prepare", "Evaluate"):

@@ -87,6 +87,7 @@ def test_the_model_serves_the_package_in_isolation(
         "SAGEMAKER_PROGRAM": "inference.py",
         "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
         "SAGEMAKER_REGION": "us-east-1",
+        "MODEL_VERSION": "1",  # the serving handler names the version in every answer
     }
     assert request["ExecutionRoleArn"] == ROLE
     assert request["EnableNetworkIsolation"] is True

@@ -78,6 +78,8 @@ def test_predictions_come_back_over_http_through_the_lambda_handler(platform: Pl
     assert status == 200, body
     ((label,), (confidence,)) = body["predictions"], body["confidence"]
     assert label in {str(digit) for digit in range(10)} and 0.0 <= confidence <= 1.0
+    # AND it names the registry version that answered (the deployer puts it in the container)
+    assert body["model_version"] == "1"
     # AND without the key the gateway refuses before the handler runs
     status, _ = post_json(f"{platform.state.api_url}/v1/predict", {"instances": []}, "wrong-key")
     assert status == 403
@@ -147,6 +149,8 @@ def test_version_2_switches_in_blue_green_without_a_failed_request(platform: Pla
     entry = sagemaker.describe_model_package(ModelPackageName=latest["ModelPackageArn"])
     assert entry["CustomerMetadataProperties"]["comparison.decision"] == "promote"
     assert entry["CustomerMetadataProperties"]["comparison.champion"].endswith("/1")
+    # AND the answers now come from version 2
+    assert platform.predict({"instances": [_sample_image()]})[1]["model_version"] == "2"
     # AND no request failed during the switch
     assert answered[0] > 0
     assert failures == []

@@ -64,3 +64,11 @@ def test_busy_answers_carry_retry_after() -> None:
 def test_replies_outside_the_contract_are_model_response_errors(payload: bytes) -> None:
     with pytest.raises(ModelResponseError):
         parse_reply(payload, expected=2)
+
+
+def test_a_reply_names_the_version_that_served_it() -> None:
+    payload = (
+        b'{"model": "digits-cnn", "model_version": "7", "predictions": [{"label": "3", "confidence": 0.9}]}'
+    )
+    assert parse_reply(payload, expected=1) == (["3"], [0.9], "7")
+    assert parse_reply(b'{"predictions": [1.5]}', expected=1) == ([1.5], [None], None)
