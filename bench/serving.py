@@ -38,7 +38,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._serving_loadgen import LoadResult, build_request, run_load
+from mlctl.local.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -114,12 +114,6 @@ def request_bodies(count: int = DISTINCT_BODIES, seed: int = 1) -> list[bytes]:
     rng = random.Random(seed)
     rows = ([round(rng.gauss(0.0, 1.0), 4) for _ in range(IN_FEATURES)] for _ in range(count))
     return [json.dumps({"instances": [row]}).encode() for row in rows]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def busy_cores(seconds: float = 2.0) -> float:

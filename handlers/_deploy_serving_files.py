@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from handlers._drift_capture import parse_s3_uri
 from handlers.model_registry import ModelVersion
 
 if TYPE_CHECKING:
@@ -28,23 +29,20 @@ class ServingFilesError(RuntimeError):
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/some/key`` -> (``bucket``, ``some/key``)."""
-    if not uri.startswith("s3://") or "/" not in uri[5:]:
-        raise ServingFilesError(f"{uri!r} is not an s3://bucket/key URI")
-    bucket, _, key = uri[5:].partition("/")
-    return bucket, key
+    """``s3://bucket/some/key`` -> (``bucket``, ``some/key``); a bad URI is a ServingFilesError."""
+    try:
+        return parse_s3_uri(uri)
+    except ValueError as exc:
+        raise ServingFilesError(str(exc)) from None
 
 
-def serving_file_sources(model: ModelVersion) -> dict[str, str]:
-    """Where the version's serving files are: next to its evaluation report."""
+def serving_file_sources(model: ModelVersion) -> dict[str, tuple[str, str]]:
+    """Where the version's serving files are, as (bucket, key): next to its evaluation report."""
     if not model.evaluation_report_uri:
         raise ServingFilesError(f"model version {model.label} has no evaluation report to find them by")
     bucket, key = split_s3_uri(model.evaluation_report_uri)
     folder = key.rsplit("/", 1)[0] if "/" in key else ""
-    return {
-        name: f"s3://{bucket}/{folder}/{name}" if folder else f"s3://{bucket}/{name}"
-        for name in SERVING_FILES
-    }
+    return {name: (bucket, f"{folder}/{name}" if folder else name) for name in SERVING_FILES}
 
 
 def publish_serving_files(s3: S3Client | Any, model: ModelVersion, destination_uri: str) -> list[str]:
@@ -52,25 +50,27 @@ def publish_serving_files(s3: S3Client | Any, model: ModelVersion, destination_u
 
     Raises :class:`ServingFilesError` when a file is missing or S3 refuses a copy.
     """
-    bucket, prefix = split_s3_uri(destination_uri.rstrip("/") + "/")
+    bucket, prefix = split_s3_uri(destination_uri)
     sources = serving_file_sources(model)
-    for source in sources.values():  # all there, or nothing is replaced
-        source_bucket, source_key = split_s3_uri(source)
-        try:
-            s3.head_object(Bucket=source_bucket, Key=source_key)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            raise ServingFilesError(f"{source} of model version {model.label}: {code}") from exc
+    for source_bucket, source_key in sources.values():  # all there, or nothing is replaced
+        _call(s3.head_object, f"s3://{source_bucket}/{source_key} of model version {model.label}",
+              Bucket=source_bucket, Key=source_key)  # fmt: skip
     written = []
-    for name, source in sources.items():
-        source_bucket, source_key = split_s3_uri(source)
-        target_key = f"{prefix.rstrip('/')}/{name}" if prefix.strip("/") else name
-        try:
-            s3.copy_object(
-                CopySource={"Bucket": source_bucket, "Key": source_key}, Bucket=bucket, Key=target_key
-            )
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            raise ServingFilesError(f"cannot copy {source} to s3://{bucket}/{target_key}: {code}") from exc
+    for name, (source_bucket, source_key) in sources.items():
+        target_key = f"{prefix}/{name}" if prefix else name
+        _call(
+            s3.copy_object,
+            f"cannot copy s3://{source_bucket}/{source_key} to s3://{bucket}/{target_key}",
+            CopySource={"Bucket": source_bucket, "Key": source_key},
+            Bucket=bucket,
+            Key=target_key,
+        )
         written.append(f"s3://{bucket}/{target_key}")
     return written
+
+
+def _call(operation: Any, what: str, **params: Any) -> None:
+    try:
+        operation(**params)
+    except ClientError as exc:
+        raise ServingFilesError(f"{what}: {exc.response.get('Error', {}).get('Code', 'Unknown')}") from exc

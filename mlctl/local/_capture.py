@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from handlers._drift_capture import parse_s3_uri  # the monitor reads these files
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_RECORDS = 1000
@@ -92,13 +94,6 @@ def capture_key(prefix: str, endpoint: str, variant: str, first: datetime) -> st
     return "/".join(parts)
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://") or not uri.removeprefix("s3://").split("/")[0]:
-        raise ValueError(f"{uri!r} is not an s3:// URI")
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    return bucket, prefix.strip("/")
-
-
 _BufferKey = tuple[str, str, str, str]  # destination, endpoint, variant, hour
 
 
@@ -124,7 +119,7 @@ class CaptureWriter:
         *,
         max_records: int = DEFAULT_MAX_RECORDS,
     ) -> None:
-        split_s3_uri(destination_s3_uri)  # fail at construction, not at the first flush
+        parse_s3_uri(destination_s3_uri)  # fail at construction, not at the first flush
         self._s3 = s3_client
         self.destination = destination_s3_uri
         self.max_records = max_records
@@ -183,7 +178,7 @@ class CaptureWriter:
 
     def _write(self, key: _BufferKey, buffer: _Buffer) -> None:
         destination, endpoint, variant, _ = key
-        bucket, prefix = split_s3_uri(destination)
+        bucket, prefix = parse_s3_uri(destination)
         object_key = capture_key(prefix, endpoint, variant, buffer.first)
         body = ("\n".join(buffer.lines) + "\n").encode()
         try:

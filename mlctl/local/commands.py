@@ -322,13 +322,13 @@ def stop_platform(state_dir: Path, *, quiet: bool) -> bool:
     pid = state.emulator_pid if state else _pid_from_ready(state_dir)
     stopped = False
     if pid is not None and process_alive(pid):
-        with _suppress_lookup():
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # gone, or not ours
             os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + EMULATOR_STOP_TIMEOUT_S
         while process_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         if process_alive(pid):
-            with _suppress_lookup():
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # gone, or not ours
                 os.killpg(pid, signal.SIGKILL)
         stopped = True
         if not quiet:
@@ -345,7 +345,3 @@ def _pid_from_ready(state_dir: Path) -> int | None:
         return int(json.loads((state_dir / "ready.json").read_text())["pid"])
     except (OSError, ValueError, KeyError):
         return None
-
-
-def _suppress_lookup() -> contextlib.suppress:
-    return contextlib.suppress(ProcessLookupError, PermissionError)  # already gone, or not ours

@@ -117,6 +117,8 @@ class _Services:
         self.api_url = ""
         self._stop_flush = threading.Event()
         self._parts: list[Any] = []
+        self.capture: Any = None
+        self.hosting: Any = None
 
     def start(self) -> None:
         import boto3  # noqa: PLC0415
@@ -156,6 +158,7 @@ class _Services:
             download,
             switch,
             self.state_dir / "hosting",
+            wait_drained=router.wait_drained,
         )
         self.hosting.start()
         os.environ.update(config.api_env)
@@ -173,16 +176,16 @@ class _Services:
 
     def _flush_capture(self) -> None:
         while not self._stop_flush.wait(CAPTURE_FLUSH_S):
-            self.capture.flush()  # type: ignore[union-attr]
+            self.capture.flush()
 
     def stop(self) -> None:
         self._stop_flush.set()
         for part in reversed(self._parts):
             part.stop()
-        if getattr(self, "hosting", None) is not None:
+        if self.hosting is not None:
             self.hosting.stop()
-        if getattr(self, "capture", None) is not None:
-            self.capture.close()  # type: ignore[union-attr]
+        if self.capture is not None:
+            self.capture.close()
 
 
 def _configure_logging() -> None:

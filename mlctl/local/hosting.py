@@ -13,7 +13,7 @@ gets there. So, inside the emulator process (where moto's backend lives):
   downloads the target config's ``model.tar.gz`` from the emulated S3, starts
   ``python -m handlers.model_server`` on it (the container contract, on a free loopback port),
   waits for ``/ping``, switches the runtime gateway's route to it (blue/green: requests already
-  on the old server finish there, which is stopped after a drain period) and marks the endpoint
+  on the old server finish there; it is stopped once the gateway counts none in flight) and marks the endpoint
   ``InService`` on the new config. A server that does not come up fails a creation
   (``Failed``) and rolls an update back (``InService`` on the old config with a
   ``FailureReason``) — the shape the deployer's verification must catch.
@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 CREATING, UPDATING, IN_SERVICE, FAILED = "Creating", "Updating", "InService", "Failed"
 READY_TIMEOUT_S = 180.0
-DRAIN_S = 3.0  # requests that picked the old server just before a switch finish in this time
+DRAIN_TIMEOUT_S = 60.0  # the longest an old server keeps answering requests that picked it
 STOP_TIMEOUT_S = 15.0
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -216,7 +216,8 @@ class LocalHosting:
 
     Parameters: ``backend`` returns moto's SageMaker backend; ``download`` copies an ``s3://``
     object to a local path; ``switch_route(served)`` points the runtime gateway at a new server;
-    ``work_dir`` holds extracted models and server logs.
+    ``wait_drained(url, timeout)`` returns once no request is in flight on an old server (the
+    gateway's count); ``work_dir`` holds extracted models and server logs.
     """
 
     def __init__(
@@ -227,14 +228,14 @@ class LocalHosting:
         work_dir: Path,
         *,
         poll_s: float = 0.2,
-        drain_s: float = DRAIN_S,
+        wait_drained: Callable[[str, float], bool] = lambda url, timeout: True,
     ) -> None:
         self._backend = backend
         self._download = download
         self._switch_route = switch_route
         self._work_dir = work_dir
         self._poll_s = poll_s
-        self._drain_s = drain_s
+        self._wait_drained = wait_drained
         self._containers: dict[str, Container] = {}
         self._retired: list[Container] = []
         self._stop = threading.Event()
@@ -320,10 +321,17 @@ class LocalHosting:
             endpoint.endpoint_status = IN_SERVICE if updating else FAILED  # an update rolls back
 
     def _retire(self, container: Container) -> None:
+        """Stop the old server once the requests routed to it before the switch have finished."""
         self._retired.append(container)
-        timer = threading.Timer(self._drain_s, container.stop)
-        timer.daemon = True
-        timer.start()
+
+        def drain_then_stop() -> None:
+            if not self._wait_drained(container.url, DRAIN_TIMEOUT_S):
+                logger.warning(
+                    "%s still had requests after %.0f s; stopping it", container.url, DRAIN_TIMEOUT_S
+                )
+            container.stop()
+
+        threading.Thread(target=drain_then_stop, name=f"drain-{container.model_name}", daemon=True).start()
 
     def _model_dir(self, model_name: str, model_data_url: str) -> Path:
         target = self._work_dir / "models" / model_name

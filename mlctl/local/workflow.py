@@ -27,8 +27,6 @@ import json
 import tarfile
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +36,8 @@ from typing import Any
 import boto3
 
 from infra.stack_config import StackConfig
+from mlctl import invoke
+from training_jobs import _local_s3 as s3io
 
 Say = Callable[[str], None]
 SERVING_PREFIX = "serving"  # artifacts/serving/: the files the API and drift Lambdas read
@@ -397,13 +397,17 @@ class Workflow:
         """The endpoint's data-capture objects, once the gateway has flushed ``minimum`` records."""
         bucket, _, prefix = self.names.capture_uri.removeprefix("s3://").partition("/")
         deadline = time.monotonic() + CAPTURE_WAIT_S
+        lines: dict[str, int] = {}  # capture files are written once: each is read once
         while True:
             keys = [
                 item["Key"]
                 for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
                 for item in page.get("Contents", [])
             ]
-            records = sum(_line_count(self.s3, bucket, key) for key in keys)
+            for key in keys:
+                if key not in lines:
+                    lines[key] = _line_count(self.s3, bucket, key)
+            records = sum(lines.values())
             if records >= minimum or time.monotonic() > deadline:
                 self.say(
                     f"data capture: {records} records in {len(keys)} files under {self.names.capture_uri}"
@@ -441,19 +445,12 @@ class Workflow:
     # --- S3 staging --------------------------------------------------------------------------------------
 
     def _download_prefix(self, uri: str, target: Path) -> Path:
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        target.mkdir(parents=True, exist_ok=True)
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                # One flat folder, as the processing job's input: run-001/x.csv -> run-001-x.csv.
-                destination = target / item["Key"][len(prefix) :].strip("/").replace("/", "-")
-                self.s3.download_file(bucket, item["Key"], str(destination))
+        """Every object under ``uri`` into ``target``, keeping relative paths (the job's input)."""
+        s3io.download_prefix(self.s3, s3io.S3Location.parse(uri), target)
         return target
 
     def _upload_folder(self, folder: Path, bucket: str, prefix: str) -> None:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                self.s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
+        s3io.upload_tree(self.s3, folder, s3io.S3Location(bucket, prefix))
 
     def _extract(self, uri: str, target: Path) -> Path:
         bucket, _, key = uri.removeprefix("s3://").partition("/")
@@ -506,23 +503,13 @@ def new_batch(task_name: str, path: Path, *, seed: int, share: float = 0.3) -> N
     write_records(task, moved, path)
 
 
-def post_json(url: str, document: Any, api_key: str, timeout: float = 30.0) -> tuple[int, Any]:
-    """POST JSON with the API key; returns (status, parsed body)."""
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(document).encode(),
-        headers={"Content-Type": "application/json", "x-api-key": api_key},
-        method="POST",
-    )
+def post_json(url: str, document: Any, api_key: str) -> tuple[int, Any]:
+    """POST ``document`` as JSON with the API key (``mlctl invoke``'s client); (status, parsed body)."""
+    answer = invoke.post_json(url, json.dumps(document).encode(), api_key)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.status, json.loads(answer.read() or b"null")
-    except urllib.error.HTTPError as error:
-        body = error.read()
-        try:
-            return error.code, json.loads(body)
-        except ValueError:
-            return error.code, body.decode(errors="replace")
+        return answer.status, json.loads(answer.body or "null")
+    except ValueError:
+        return answer.status, answer.body
 
 
 def _test_records(task_name: str, dataset_dir: Path) -> list[tuple[Any, Any]]:

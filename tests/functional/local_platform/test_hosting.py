@@ -83,7 +83,6 @@ def served(
         routes.append,
         tmp_path,
         poll_s=0.01,
-        drain_s=0.0,
     )
     monkeypatch.setattr(watcher, "_model_dir", lambda name, url: tmp_path / name)
     watcher.start()

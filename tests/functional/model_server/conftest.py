@@ -18,7 +18,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -32,6 +31,7 @@ import pytest
 import torch
 
 from handlers.model_server import NATIVE_THREAD_VARIABLES
+from mlctl.local.ports import free_port
 from training_jobs import package, prepare, train
 from training_jobs.datasets import write_raw
 from training_jobs.hyperparameters import parse_hyperparameters
@@ -179,12 +179,6 @@ class Server:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_env(**extra: str) -> dict[str, str]:
