@@ -13,20 +13,24 @@ powertools ones (``POWERTOOLS_SERVICE_NAME``, ``POWERTOOLS_LOG_LEVEL``, ...).
 ``model_version`` in answers is ``MODEL_VERSION`` (set by the deployment to the model package
 version). The ``x-amzn-invoked-production-variant`` header is only logged: variant names stay the
 same across blue/green updates, so they cannot tell two model versions apart.
+
+Routing is a table of two routes, not Powertools' event handler: importing
+``aws_lambda_powertools.event_handler`` costs ~0.17x of ``import boto3`` at every cold start (its
+package imports every resolver and event class), which alone put the cold import over its
+1.5x budget (docs/benchmarks.md). Powertools still does the logging, tracing and metrics.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from time import perf_counter
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -39,8 +43,6 @@ from handlers.input_schema import AnyInputSchema, load_input_schema
 
 METRICS_NAMESPACE = "ml-platform"
 DEFAULT_MAX_BODY_BYTES = 1_048_576
-# The routes and their methods, for the 405 answer's Allow header (the decorators below match them).
-ROUTES: dict[str, tuple[str, ...]] = {"/v1/predict": ("POST",), "/v1/health": ("GET",)}
 MAX_CONFIDENCE_SAMPLES = 100  # an EMF metric holds at most 100 values
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "prediction-api"))
@@ -48,7 +50,6 @@ logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "prediction-ap
 # ~16 ms of every cold start (docs/benchmarks.md).
 tracer = Tracer(auto_patch=False)
 metrics = Metrics(namespace=METRICS_NAMESPACE)
-app = APIGatewayRestResolver()
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,12 @@ def reset_configuration() -> None:
     input_schema.cache_clear()
 
 
-def request_id() -> str:
+def request_id(event: Mapping[str, Any], context: LambdaContext | None) -> str:
     """API Gateway's request id: the one a caller can quote, and the logs' correlation id."""
-    try:
-        return str(app.current_event.request_context.request_id)
-    except (AttributeError, KeyError, TypeError):
-        return app.lambda_context.aws_request_id if app.lambda_context else "unknown"
+    request_context = event.get("requestContext")
+    if isinstance(request_context, Mapping) and request_context.get("requestId"):
+        return str(request_context["requestId"])
+    return str(getattr(context, "aws_request_id", None) or "unknown")
 
 
 @tracer.capture_method(capture_response=False)
@@ -98,10 +99,8 @@ def call_endpoint(endpoint_name: str, payload: list[Any]) -> EndpointReply:
     return invoke_endpoint(endpoint_name, payload)
 
 
-# No capture_method on the route: it would log a traceback for every refused request.
-@app.post("/v1/predict")
-def predict() -> dict[str, Any]:
-    event = app.current_event.raw_event
+# No capture_method on the routes: it would log a traceback for every refused request.
+def predict(event: Mapping[str, Any], request: str) -> dict[str, Any]:
     check_media_type(header(event, "content-type"))
     config, schema = settings(), input_schema()
     if not config.endpoint_name:
@@ -128,33 +127,54 @@ def predict() -> dict[str, Any]:
         "confidence": reply.confidence,
         # The container's own word first: during a canary, two versions answer.
         "model_version": reply.model_version or config.model_version or reply.variant or "unknown",
-        "request_id": request_id(),
+        "request_id": request,
     }
 
 
-@app.get("/v1/health")
-def health() -> dict[str, Any]:
+def health(_: Mapping[str, Any], request: str) -> dict[str, Any]:
     # Reads the configuration, so a deployment with a bad schema fails its health check.
     config, schema = settings(), input_schema()
     return {
         "status": "ok",
         "model_kind": schema.kind,
         "model_version": config.model_version or "unknown",
-        "request_id": request_id(),
+        "request_id": request,
     }
 
 
-@app.not_found
-def no_route(_: NotFoundError) -> Response:
-    allowed = ROUTES.get(app.current_event.path)
-    if allowed:
-        raise MethodNotAllowedError(f"{app.current_event.http_method} is not allowed here", list(allowed))
-    raise RouteNotFoundError("no such route")
+Route = Callable[[Mapping[str, Any], str], dict[str, Any]]
+# Path -> method -> route. A REST API proxy event's ``path`` is the resource path, without the stage.
+ROUTES: dict[str, dict[str, Route]] = {"/v1/predict": {"POST": predict}, "/v1/health": {"GET": health}}
 
 
-@app.exception_handler(Exception)
-def answer_error(exc: Exception) -> Response:
-    status, body, headers = error_response(exc, request_id())
+def route_for(event: Mapping[str, Any]) -> Route:
+    """The route answering ``event``; 404 for an unknown path, 405 (with Allow) for a known one."""
+    methods = ROUTES.get(str(event.get("path") or ""))
+    if methods is None:
+        raise RouteNotFoundError("no such route")
+    method = str(event.get("httpMethod") or "").upper()
+    if method not in methods:
+        raise MethodNotAllowedError(f"{method or 'no method'} is not allowed here", list(methods))
+    return methods[method]
+
+
+def json_response(
+    status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A REST API proxy integration answer."""
+    return {
+        "statusCode": status,
+        "multiValueHeaders": {
+            "Content-Type": ["application/json"],
+            **{k: [v] for k, v in (headers or {}).items()},
+        },
+        "body": json.dumps(body, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
+
+
+def error_answer(exc: Exception, request: str) -> dict[str, Any]:
+    status, body, headers = error_response(exc, request)
     code = body["error"]["code"]
     if status >= 500:
         # The traceback stays in the log, under the request id the caller got.
@@ -165,9 +185,7 @@ def answer_error(exc: Exception) -> Response:
         name="Errors", unit=MetricUnit.Count, value=1, namespace=METRICS_NAMESPACE
     ) as error_metric:
         error_metric.add_dimension(name="ErrorCode", value=code)
-    return Response(
-        status_code=status, content_type="application/json", body=json.dumps(body), headers=headers
-    )
+    return json_response(status, body, headers)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
@@ -175,4 +193,8 @@ def answer_error(exc: Exception) -> Response:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-    return app.resolve(event, context)
+    request = request_id(event, context)
+    try:
+        return json_response(200, route_for(event)(event, request))
+    except Exception as exc:  # noqa: BLE001 - every failure becomes the documented JSON answer
+        return error_answer(exc, request)

@@ -19,10 +19,16 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers.packaging import DEFAULT_OUT, build_handlers_zip, build_layer_zip
+from handlers.packaging import (
+    DEFAULT_OUT,
+    LAMBDA_RUNTIME,
+    LAYER_LAYOUT_VERSION,
+    build_handlers_zip,
+    build_layer_zip,
+)
 from infra.iam import policy_document, service_assume_role_policy
 
-RUNTIME = "python3.11"
+RUNTIME = LAMBDA_RUNTIME
 # handlers/packaging.py downloads the layer for manylinux2014_x86_64: the functions must match it.
 ARCHITECTURE = "x86_64"
 LOG_LEVEL = "INFO"
@@ -55,6 +61,12 @@ def source_code_hash(path: Path) -> str:
     return base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
 
 
+def cached_layer_name() -> str:
+    """The cached layer zip's name: one per powertools version, runtime, platform and layout."""
+    version = importlib.metadata.version("aws-lambda-powertools")
+    return f"powertools-{version}-{RUNTIME}-{ARCHITECTURE}-v{LAYER_LAYOUT_VERSION}.zip"
+
+
 def powertools_layer_zip(cache_dir: Path | None = None) -> Path:
     """The powertools layer zip, built once per powertools version and reused afterwards.
 
@@ -63,8 +75,7 @@ def powertools_layer_zip(cache_dir: Path | None = None) -> Path:
     powertools version installed; delete the folder to force a rebuild.
     """
     folder = cache_dir or LAYER_CACHE_DIR
-    version = importlib.metadata.version("aws-lambda-powertools")
-    cached = folder / f"powertools-{version}-{RUNTIME}-{ARCHITECTURE}.zip"
+    cached = folder / cached_layer_name()
     if cached.is_file():
         return cached
     folder.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
@@ -20,9 +19,8 @@ _PLANS: dict[str, Plan] = {}
 
 def fake_layer_zip(folder: Path) -> Path:
     """A stand-in for the powertools layer zip, named as the cache names the real one."""
-    version = importlib.metadata.version("aws-lambda-powertools")
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"powertools-{version}-python3.11-x86_64.zip"
+    path = folder / infra.functions.cached_layer_name()
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("python/aws_lambda_powertools/__init__.py", "")
     return path

@@ -569,3 +569,17 @@ def test_the_layer_zip_is_built_once_per_powertools_version(tmp_path: Path, monk
     assert importlib.metadata.version("aws-lambda-powertools") in first.name
     assert len(built) == 1
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # the scratch folder is gone
+
+
+def test_a_cached_layer_of_the_layout_without_bytecode_is_not_reused(tmp_path: Path, monkeypatch) -> None:
+    # GIVEN a zip cached by an earlier version of the build (no layout suffix: no bytecode inside)
+    version = importlib.metadata.version("aws-lambda-powertools")
+    (tmp_path / f"powertools-{version}-python3.11-x86_64.zip").write_bytes(b"old layout")
+
+    def build(out_dir: Path, offline: bool = False) -> Artifact:
+        (out_dir / "powertools-layer.zip").write_bytes(b"new layout")
+        return Artifact(out_dir / "powertools-layer.zip", 1, 10, 10, "downloaded")
+
+    monkeypatch.setattr(infra.functions, "build_layer_zip", build)
+    # WHEN the program asks for the layer THEN it is built again, not taken from the old cache
+    assert powertools_layer_zip(tmp_path).read_bytes() == b"new layout"

@@ -17,6 +17,7 @@ from .conftest import (
     IMAGE_SCHEMA,
     TABULAR_SCHEMA,
     TEXT_SCHEMA,
+    FakeContext,
     endpoint_reply,
     expected_call,
     invoke,
@@ -238,6 +239,22 @@ def test_unknown_route_is_404(use_schema: Any) -> None:
     event["path"] = "/v1/explain"
     # WHEN / THEN
     assert_error(invoke(event), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [{}, {"path": "/v1/health"}, {"httpMethod": "GET", "requestContext": "not a mapping"}],
+    ids=["empty", "no-method", "odd-context"],
+)
+def test_an_event_that_is_not_api_gateways_gets_a_json_error_not_a_crash(
+    use_schema: Any, event: dict[str, Any]
+) -> None:
+    # GIVEN an invocation that did not come through the REST API (a test event, another trigger)
+    use_schema(TEXT_SCHEMA)
+    # WHEN it is handled
+    answer = invoke(event)
+    # THEN it is refused as a client mistake, under the Lambda request id
+    assert answer.status in {404, 405} and answer.body["error"]["request_id"] == FakeContext.aws_request_id
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -20,8 +24,67 @@ def test_handlers_zip_holds_the_handlers_and_their_local_imports_only(tmp_path: 
     assert names == sorted(names)
     assert "handlers/inference.py" not in names  # the serving container's code (torch)
     assert "handlers/packaging.py" not in names
-    assert not [n for n in names if "test" in n or "__pycache__" in n or n.endswith(".pyc")]
+    assert not [n for n in names if "test" in n]
     assert artifact.files == len(names) and artifact.zipped_bytes < 5 * 1024 * 1024
+
+
+def test_every_module_in_the_zip_carries_hash_checked_bytecode_of_its_own_source(tmp_path: Path) -> None:
+    # WHEN the zip is built
+    archive = zipfile.ZipFile(packaging.build_handlers_zip(tmp_path).path)  # type: ignore[arg-type]
+    sources = [name for name in archive.namelist() if name.endswith(".py")]
+    # THEN each source has bytecode where CPython 3.11 looks for it, and nothing else is compiled
+    pycs = {importlib.util.cache_from_source(name) for name in sources}
+    assert pycs == {name for name in archive.namelist() if name.endswith(".pyc")}
+    assert all(".cpython-311." in name for name in pycs)
+    for source in sources:
+        header = archive.read(importlib.util.cache_from_source(source))[:16]
+        # PEP 552 header: magic, flags (0b11 = hash-based, checked), then the source's hash
+        assert header[:4] == importlib.util.MAGIC_NUMBER
+        assert int.from_bytes(header[4:8], "little") == 0b11
+        assert header[8:16] == importlib.util.source_hash(archive.read(source))
+
+
+def test_lambda_imports_the_shipped_bytecode_from_a_read_only_task_root(tmp_path: Path) -> None:
+    # GIVEN the zip extracted as Lambda does: a read-only task root where nothing can be written
+    task_root = tmp_path / "task"
+    zipfile.ZipFile(packaging.build_handlers_zip(tmp_path).path).extractall(task_root)  # type: ignore[arg-type]
+    # WHEN a handler is imported there with verbose imports
+    result = subprocess.run(
+        [sys.executable, "-v", "-c", "import handlers.preprocess_batch"],
+        capture_output=True, text=True, cwd=task_root, check=True,
+        env={**os.environ, "PYTHONPATH": str(task_root), "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    # THEN every handlers module came from its shipped bytecode: none was compiled at import
+    lines = result.stderr.splitlines()
+    imported = [line for line in lines if line.startswith("import 'handlers")]
+    shipped = f"# code object from '{task_root / 'handlers' / '__pycache__'}"
+    from_bytecode = [
+        line for line in lines if line.startswith(shipped) and line.endswith(".cpython-311.pyc'")
+    ]
+    assert len(imported) > 3 and len(from_bytecode) == len(imported)
+
+
+def test_an_edited_source_is_compiled_again_not_served_from_stale_bytecode(tmp_path: Path) -> None:
+    # GIVEN the extracted zip with one source changed after the build (e.g. in the console editor)
+    task_root = tmp_path / "task"
+    zipfile.ZipFile(packaging.build_handlers_zip(tmp_path).path).extractall(task_root)  # type: ignore[arg-type]
+    exceptions = task_root / "handlers" / "exceptions.py"
+    exceptions.write_text(exceptions.read_text() + "\nEDITED_AFTER_BUILD = True\n")
+    # WHEN it is imported
+    result = subprocess.run(
+        [sys.executable, "-c", "import handlers.exceptions as m; print(m.EDITED_AFTER_BUILD)"],
+        capture_output=True, text=True, cwd=task_root, check=False,
+        env={**os.environ, "PYTHONPATH": str(task_root), "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    # THEN the edit is what runs
+    assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr
+
+
+def test_bytecode_for_another_python_is_refused_with_the_runtime_named(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(packaging, "LAMBDA_RUNTIME", "python3.13")
+    refusal = r"python3.13 runtime needs bytecode compiled by Python 3.13"
+    with pytest.raises(packaging.PackagingError, match=refusal):
+        packaging.build_handlers_zip(tmp_path)
 
 
 def test_handlers_zip_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
@@ -53,6 +116,8 @@ def test_offline_layer_has_powertools_and_pydantic_but_not_the_runtime_sdk(tmp_p
     assert {"aws_lambda_powertools", "pydantic", "pydantic_core", "aws_xray_sdk"} <= tops
     assert not tops & {"boto3", "botocore", "s3transfer"}
     assert "installed" in artifact.note
+    # and the layer's modules ship their bytecode too (pydantic's compile time is most of it)
+    assert "python/pydantic/__pycache__/main.cpython-311.pyc" in names
 
 
 def test_cli_prints_a_size_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
