@@ -48,6 +48,13 @@ ARN_RESOURCE_PATHS = {
     "aws:sagemaker/pipeline:Pipeline": "pipeline/",
 }
 
+# Where the ARN's service differs from the provider module (CloudWatch Logs and EventBridge live
+# in pulumi-aws's cloudwatch module).
+ARN_SERVICES = {
+    "aws:cloudwatch/logGroup:LogGroup": "logs",
+    "aws:cloudwatch/eventRule:EventRule": "events",
+}
+
 
 @dataclass(frozen=True)
 class PlannedResource:
@@ -151,7 +158,7 @@ class PlanMocks(pulumi.runtime.Mocks):
         return {}
 
     def _arn(self, type_: str, physical: str) -> str:
-        service = type_.split(":")[1].split("/", maxsplit=1)[0]
+        service = ARN_SERVICES.get(type_) or type_.split(":")[1].split("/", maxsplit=1)[0]
         if service == "s3":
             return f"arn:{MOCK_PARTITION}:s3:::{physical}"
         if service == "iam":

@@ -11,7 +11,6 @@ Nothing is ignored in bulk: an ignore names the finding id and the statement (or
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -97,9 +96,6 @@ IGNORED: tuple[Ignore, ...] = (
         "parliament's bundled IAM definitions predate it and still require '*'.",
     ),
 )
-# The offline mock builds ARNs from the Pulumi type token, so a log group's ARN reads
-# arn:aws:cloudwatch:...:log-group:...; AWS spells it arn:aws:logs:...: lint what AWS would see.
-MOCK_LOG_GROUP_ARN = re.compile(r"arn:(aws[\w-]*):cloudwatch:([\w-]*):(\d*):log-group:")
 
 
 @dataclass(frozen=True)
@@ -151,8 +147,7 @@ def _analyze(document: Mapping[str, Any]) -> list[tuple[str, str]]:
         warnings.simplefilter("ignore")  # parliament imports pkg_resources, which warns
         from parliament import analyze_policy_string  # noqa: PLC0415
 
-    text = MOCK_LOG_GROUP_ARN.sub(r"arn:\1:logs:\2:\3:log-group:", json.dumps(document))
-    analyzed = analyze_policy_string(text)
+    analyzed = analyze_policy_string(json.dumps(document))
     return [(str(f.issue), json.dumps(f.detail, sort_keys=True, default=str)) for f in analyzed.findings]
 
 

@@ -28,9 +28,13 @@ def fake_layer_zip(folder: Path) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def fake_layer_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Plans publish a fake powertools layer: no plan in the tests reaches the package index."""
-    folder = tmp_path_factory.mktemp("layer-cache")
-    fake_layer_zip(folder)
+    """Plans publish a fake powertools layer: no plan in the tests reaches the package index.
+
+    tests/policy registers this fixture too, and plans are cached for the session: both use one
+    folder, so a plan made under either matches the folder the other's tests see."""
+    folder = tmp_path_factory.getbasetemp() / "layer-cache"
+    if not folder.is_dir():
+        fake_layer_zip(folder)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(infra.functions, "LAYER_CACHE_DIR", folder)
         yield folder
