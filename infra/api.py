@@ -24,6 +24,12 @@ import pulumi_aws as aws
 from handlers.packaging import HANDLER_ENTRYPOINTS
 from infra.data_lake import RAW_PREFIX, raw_data_created_pattern
 from infra.functions import FunctionBuilder, FunctionSettings, handlers_code, powertools_layer
+from infra.gateway_responses import (
+    GATEWAY_RESPONSES,
+    RETRY_AFTER_RESPONSES,
+    RETRY_AFTER_SECONDS,
+    gateway_response_template,
+)
 from infra.iam import policy_document, service_assume_role_policy
 from infra.stack_config import ApiAuth, ApiConfig
 
@@ -50,29 +56,6 @@ PREDICT_REQUEST_SCHEMA: dict[str, Any] = {
     "properties": {"instance": {}, "instances": {"type": "array", "minItems": 1}},
     "oneOf": [{"required": ["instance"]}, {"required": ["instances"]}],
 }
-
-# API Gateway's own errors, in the Lambda's error shape: (status or None to keep it, code, message).
-# A message of None passes on API Gateway's own (quoted) message.
-_GENERIC_5XX = "internal error; quote the request id when reporting it"
-GATEWAY_RESPONSES: dict[str, tuple[str | None, str, str | None]] = {
-    "DEFAULT_4XX": (None, "request_refused", None),
-    "DEFAULT_5XX": (None, "internal_error", _GENERIC_5XX),
-    "BAD_REQUEST_BODY": ("400", "invalid_request", None),
-    "BAD_REQUEST_PARAMETERS": ("400", "invalid_request", None),
-    "INVALID_API_KEY": ("403", "forbidden", "a valid API key is required (header x-api-key)"),
-    "MISSING_AUTHENTICATION_TOKEN": ("403", "forbidden", None),
-    "ACCESS_DENIED": ("403", "forbidden", None),
-    "INVALID_SIGNATURE": ("403", "forbidden", None),
-    "EXPIRED_TOKEN": ("403", "forbidden", None),
-    "WAF_FILTERED": ("403", "forbidden", "the request was blocked by the firewall"),
-    "REQUEST_TOO_LARGE": ("413", "payload_too_large", None),
-    "UNSUPPORTED_MEDIA_TYPE": ("415", "unsupported_media_type", "Content-Type must be application/json"),
-    "THROTTLED": ("429", "throttled", "too many requests; retry later"),
-    "QUOTA_EXCEEDED": ("429", "quota_exceeded", "the usage plan's quota is used up"),
-    "INTEGRATION_TIMEOUT": ("504", "gateway_timeout", "the API did not answer in time"),
-}
-# Answers that tell the caller to come back later carry Retry-After, as the Lambda's 503 does.
-RETRY_AFTER_RESPONSES = ("THROTTLED",)
 
 # One JSON object per request. messageString is already a quoted JSON string; the rest are quoted here.
 ACCESS_LOG_FIELDS = {
@@ -103,15 +86,6 @@ def access_log_format() -> str:
     fields = [f'"{name}":"{value}"' for name, value in ACCESS_LOG_FIELDS.items()]
     fields.append('"errorMessage":$context.error.messageString')
     return "{" + ",".join(fields) + "}"
-
-
-def gateway_response_template(code: str, message: str | None) -> str:
-    """The VTL body of a gateway response, in docs/api.md's error shape."""
-    text = json.dumps(message) if message is not None else "$context.error.messageString"
-    return (
-        f'{{"error": {{"code": "{code}", "message": {text}, '
-        '"request_id": "$context.requestId", "details": []}}'
-    )
 
 
 def deployment_spec(auth: ApiAuth) -> str:
@@ -446,7 +420,7 @@ class PredictionApi(pulumi.ComponentResource):
         responses: list[pulumi.Resource] = []
         for response_type, (status, code, message) in GATEWAY_RESPONSES.items():
             headers = (
-                {"gatewayresponse.header.Retry-After": "'1'"}
+                {"gatewayresponse.header.Retry-After": f"'{RETRY_AFTER_SECONDS}'"}
                 if response_type in RETRY_AFTER_RESPONSES
                 else None
             )

@@ -6,20 +6,21 @@ response, so ``handlers.predict_api`` runs unchanged. The gateway's own behaviou
 where callers can see it:
 
 - the URL carries the stage (``http://127.0.0.1:PORT/local``); a path outside the stage is
-  403 ``{"message": "Missing Authentication Token"}``, as API Gateway answers unknown resources;
+  403, as API Gateway answers unknown resources (MISSING_AUTHENTICATION_TOKEN);
 - the resources of ``infra/api.py`` (``/``, ``/v1``, ``/v1/predict``, ``/v1/health``), each with
   an ``ANY`` method and a greedy ``{proxy+}`` child, so any path under the stage reaches the
   handler (which answers 404/405); with ``greedy=False`` unknown paths get the 403 above;
 - the API key (header ``x-api-key``) is required on every method: missing or wrong is 403
-  ``{"message": "Forbidden"}`` and the handler is not called; ``api_key=None`` (IAM auth) skips it;
-- a body over 10 MB is 413; a handler that raises, or answers something that is not a proxy
-  response, is 502 ``{"message": "Internal server error"}`` (the traceback goes to the log only);
-  a handler slower than the 29 s integration timeout is 504;
-- one Lambda sandbox: invocations run one at a time (module-level state such as powertools'
-  current event is safe), concurrent requests queue.
+  (INVALID_API_KEY) and the handler is not called; ``api_key=None`` (IAM auth) skips it;
+- a body over 10 MB is 413 (REQUEST_TOO_LARGE); a handler that raises, or answers something that
+  is not a proxy response, is 502 (INTEGRATION_FAILURE; the traceback goes to the log only); a
+  handler slower than the 29 s integration timeout is 504 (INTEGRATION_TIMEOUT);
+- one Lambda sandbox: invocations run one at a time (module-level state such as Powertools'
+  logger keys and metrics buffer is safe), concurrent requests queue.
 
-The gateway responses ``infra/api.py`` customises (its ``GATEWAY_RESPONSES``) are not applied:
-callers get API Gateway's default bodies.
+The gateway's own errors are answered as the deployed API answers them: with the gateway
+responses ``infra/api.py`` deploys (``infra.gateway_responses``), in the Lambda's error shape
+``{"error": {"code", "message", "request_id", "details"}}``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from infra.gateway_responses import gateway_answer
 from mlctl.local.runtime_gateway import BackgroundHttpServer, HttpRequest, HttpResponse, json_response
 
 logger = logging.getLogger(__name__)
@@ -129,7 +131,7 @@ class LocalApiGateway:
         self.counters = _Counters()
         self._lock = threading.Lock()
         # One Lambda sandbox: invocations run one at a time, as the handler's module state assumes
-        # (powertools' resolver keeps the current event in a global). On its own thread, so an
+        # (Powertools' logger keys and metrics buffer are globals). On its own thread, so an
         # integration timeout can answer 504 while the handler goes on.
         self._sandbox = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambda")
         self._http = BackgroundHttpServer(self, host, port, "api-gateway")
@@ -147,7 +149,7 @@ class LocalApiGateway:
         self._sandbox.shutdown(wait=False, cancel_futures=True)
 
     def too_large(self, request: HttpRequest) -> HttpResponse:
-        return self._count(json_response(413, {"message": "Request Too Long"}))
+        return self._count(_gateway_error("REQUEST_TOO_LARGE", 413, "Request Too Long", str(uuid.uuid4())))
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         return self._count(self._answer(request))
@@ -155,11 +157,13 @@ class LocalApiGateway:
     def _answer(self, request: HttpRequest) -> HttpResponse:
         path = self._path_in_stage(unquote(urlsplit(request.target).path))
         resource = None if path is None else match_resource(path, self.resources, self.greedy)
-        if path is None or resource is None:
-            return json_response(403, {"message": "Missing Authentication Token"})
-        if self.api_key is not None and request.header("x-api-key") != self.api_key:
-            return json_response(403, {"message": "Forbidden"})
         request_id = str(uuid.uuid4())
+        if path is None or resource is None:
+            return _gateway_error(
+                "MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token", request_id
+            )
+        if self.api_key is not None and request.header("x-api-key") != self.api_key:
+            return _gateway_error("INVALID_API_KEY", 403, "Forbidden", request_id)
         event = proxy_event(request, resource, path, self, request_id)
         context = LambdaContext(aws_request_id=str(uuid.uuid4()), deadline=time.monotonic() + self.timeout_s)
         return self._invoke(event, context, request_id)
@@ -178,7 +182,7 @@ class LocalApiGateway:
         except FutureTimeout:
             future.cancel()  # still queued behind a slow invocation: never run it
             logger.error("request %s: the handler did not answer in %.0f s", request_id, self.timeout_s)
-            return json_response(504, {"message": "Endpoint request timed out"}, _id_header(request_id))
+            return _gateway_error("INTEGRATION_TIMEOUT", 504, "Endpoint request timed out", request_id)
         except Exception:
             logger.exception("request %s: the Lambda handler raised", request_id)
             return _internal_error(request_id)
@@ -297,7 +301,14 @@ def _id_header(request_id: str) -> list[tuple[str, str]]:
 
 
 def _internal_error(request_id: str) -> HttpResponse:
-    return json_response(502, {"message": "Internal server error"}, _id_header(request_id))
+    return _gateway_error("INTEGRATION_FAILURE", 502, "Internal server error", request_id)
+
+
+def _gateway_error(response_type: str, status: int, aws_message: str, request_id: str) -> HttpResponse:
+    """API Gateway's own error, as the deployed gateway responses render it."""
+    answer = gateway_answer(response_type, status, aws_message, request_id)
+    headers = [*answer.headers.items(), *_id_header(request_id)]
+    return json_response(answer.status, answer.body, headers)
 
 
 __all__ = ["LambdaContext", "LocalApiGateway", "Resource", "match_resource", "proxy_event", "proxy_response"]

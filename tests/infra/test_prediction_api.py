@@ -20,6 +20,7 @@ import infra.offline
 from handlers.packaging import Artifact
 from infra.api import deployment_spec
 from infra.functions import powertools_layer_zip, source_code_hash
+from infra.gateway_responses import gateway_answer
 from infra.offline import Plan, PlannedResource
 from infra.stack_config import ApiAuth, load_stack_config, read_stack_values
 from tests.infra.conftest import cached_plan, policy_document
@@ -382,6 +383,41 @@ def test_gateway_errors_answer_in_the_documented_json_shape(plan: Plan) -> None:
     assert render(responses["REQUEST_TOO_LARGE"]["responseTemplates"]["application/json"])["error"][
         "code"
     ] == ("payload_too_large")
+
+
+# The errors the local emulator answers itself, each with API Gateway's own status, plus two more.
+LOCAL_GATEWAY_ERRORS = [
+    ("MISSING_AUTHENTICATION_TOKEN", "403"),
+    ("INVALID_API_KEY", "403"),
+    ("REQUEST_TOO_LARGE", "413"),
+    ("INTEGRATION_FAILURE", "502"),  # not customised: falls back to DEFAULT_5XX
+    ("INTEGRATION_TIMEOUT", "504"),
+    ("THROTTLED", "429"),
+    ("RESOURCE_NOT_FOUND", "404"),  # not customised: falls back to DEFAULT_4XX
+]
+
+
+@pytest.mark.parametrize(("response_type", "status"), LOCAL_GATEWAY_ERRORS)
+def test_the_local_gateway_renders_each_error_as_the_deployed_template_does(
+    plan: Plan, response_type: str, status: str
+) -> None:
+    # GIVEN the deployed gateway responses (a type without its own falls back to DEFAULT_4XX/5XX)
+    responses = {r.inputs["responseType"]: r.inputs for r in plan.of_type("aws:apigateway/response:Response")}
+    deployed = responses.get(response_type) or responses[f"DEFAULT_{status[0]}XX"]
+    template = deployed["responseTemplates"]["application/json"]
+    aws_message, request_id = "Invalid request body", "req-1"
+    rendered = json.loads(
+        template.replace("$context.error.messageString", json.dumps(aws_message)).replace(
+            "$context.requestId", request_id
+        )
+    )
+    # WHEN the local emulator answers the same error
+    answer = gateway_answer(response_type, int(status), aws_message, request_id)
+    # THEN the caller gets the same status, body and headers as from the deployed API
+    assert answer.body == rendered
+    assert str(answer.status) == (deployed.get("statusCode") or status)
+    retry_after = (deployed.get("responseParameters") or {}).get("gatewayresponse.header.Retry-After")
+    assert answer.headers.get("Retry-After") == (retry_after.strip("'") if retry_after else None)
 
 
 def test_the_deployment_waits_for_and_fingerprints_everything_it_snapshots(plan: Plan) -> None:

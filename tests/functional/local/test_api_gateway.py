@@ -155,6 +155,15 @@ def test_every_path_under_the_stage_reaches_the_handler(
     assert event["pathParameters"] == (None if proxy is None else {"proxy": proxy})
 
 
+def gateway_error(reply: Any) -> dict[str, Any]:
+    """The error of a gateway answer; it must be in the documented shape, under its request id."""
+    body = reply.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "request_id", "details"}
+    assert body["error"]["request_id"] == reply.headers["x-amzn-RequestId"]
+    error: dict[str, Any] = body["error"]
+    return error
+
+
 @pytest.mark.parametrize("headers", [{}, {"x-api-key": "wrong"}])
 def test_a_missing_or_wrong_api_key_is_forbidden(
     api: LocalApiGateway, stub: StubHandler, headers: dict[str, str]
@@ -163,8 +172,9 @@ def test_a_missing_or_wrong_api_key_is_forbidden(
     # WHEN a request comes without it, or with another
     reply = call(api.url, "POST", "/v1/predict", b"{}", headers)
 
-    # THEN API Gateway refuses it itself
-    assert reply.status == 403 and reply.json() == {"message": "Forbidden"}
+    # THEN API Gateway refuses it itself, in the deployed API's error shape
+    assert reply.status == 403 and gateway_error(reply)["code"] == "forbidden"
+    assert "x-api-key" in gateway_error(reply)["message"]
     assert stub.calls == []
 
 
@@ -182,7 +192,7 @@ def test_unknown_resources_are_missing_authentication_token(
 
     # THEN both get API Gateway's 403, and the handler is not called
     for reply in (unknown, outside):
-        assert reply.status == 403 and reply.json() == {"message": "Missing Authentication Token"}
+        assert reply.status == 403 and gateway_error(reply)["message"] == "Missing Authentication Token"
     assert stub.calls == []
 
 
@@ -194,7 +204,7 @@ def test_a_body_over_10_mb_is_refused(api: LocalApiGateway, stub: StubHandler) -
     reply = call(api.url, "POST", "/v1/predict", body, {"x-api-key": API_KEY})
 
     # THEN the gateway answers 413 without calling the handler
-    assert reply.status == 413
+    assert reply.status == 413 and gateway_error(reply)["code"] == "payload_too_large"
     assert stub.calls == []
 
 
@@ -205,8 +215,8 @@ def test_a_raising_handler_is_a_bare_502(api: LocalApiGateway, stub: StubHandler
     # WHEN it is called
     reply = call(api.url, "GET", "/v1/health", headers={"x-api-key": API_KEY})
 
-    # THEN the caller sees API Gateway's generic 502, nothing of the exception
-    assert reply.status == 502 and reply.json() == {"message": "Internal server error"}
+    # THEN the caller sees the generic 502, nothing of the exception
+    assert reply.status == 502 and gateway_error(reply)["code"] == "internal_error"
     assert b"secret" not in reply.body and b"Traceback" not in reply.body
 
 
@@ -218,7 +228,7 @@ def test_a_malformed_proxy_answer_is_a_502(api: LocalApiGateway, stub: StubHandl
     reply = call(api.url, "GET", "/v1/health", headers={"x-api-key": API_KEY})
 
     # THEN API Gateway's 502
-    assert reply.status == 502 and reply.json() == {"message": "Internal server error"}
+    assert reply.status == 502 and gateway_error(reply)["code"] == "internal_error"
 
 
 def test_binary_bodies_travel_base64_encoded(api: LocalApiGateway, stub: StubHandler) -> None:
@@ -246,7 +256,7 @@ def test_a_handler_past_the_integration_timeout_is_a_504(start_api: Callable[...
         release.set()
 
     # THEN API Gateway gives up with a 504
-    assert reply.status == 504 and reply.json() == {"message": "Endpoint request timed out"}
+    assert reply.status == 504 and gateway_error(reply)["code"] == "gateway_timeout"
 
 
 def test_concurrent_requests_run_one_at_a_time_and_keep_their_own_event(
