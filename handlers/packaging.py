@@ -29,7 +29,7 @@ import argparse
 import ast
 import importlib.metadata
 import importlib.util
-import py_compile
+import json
 import shutil
 import subprocess
 import sys
@@ -201,26 +201,37 @@ def _write_zip(path: Path, files: dict[str, Path]) -> Artifact:
 
 
 def _bytecode(files: dict[str, Path], scratch: Path) -> dict[str, Path]:
-    """Hash-checked bytecode for each Python source in ``files``, where the runtime looks for it."""
+    """Hash-checked bytecode for each Python source in ``files``, where the runtime looks for it.
+
+    Compiled in a fresh, isolated interpreter: marshal's output depends on the reference counts of
+    the compiling process's objects, so compiling here (inside the Pulumi program, say) gave
+    different bytes from run to run, and Pulumi a code change on every ``pulumi up``.
+    """
     _check_bytecode_python()
-    compiled: dict[str, Path] = {}
-    for name, source in files.items():
-        if not name.endswith(".py"):
-            continue
-        cache_name = importlib.util.cache_from_source(name)  # pkg/__pycache__/mod.cpython-311.pyc
-        target = scratch / cache_name
-        try:
-            py_compile.compile(
-                str(source),
-                cfile=str(target),
-                dfile=name,
-                doraise=True,
-                invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
-            )
-        except py_compile.PyCompileError:
-            continue  # not Python 3.11 (a template, a vendored py2 file): never imported either
-        compiled[cache_name] = target
-    return compiled
+    jobs = [
+        (str(source), str(scratch / importlib.util.cache_from_source(name)), name)
+        for name, source in sorted(files.items())
+        if name.endswith(".py")
+    ]
+    subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _COMPILE_SCRIPT],
+        input=json.dumps(jobs), text=True, capture_output=True, check=True, timeout=600,
+    )  # fmt: skip
+    compiled = {importlib.util.cache_from_source(name): Path(target) for _, target, name in jobs}
+    # A source that is not Python 3.11 (a template, a vendored py2 file) has none: never imported either.
+    return {name: target for name, target in compiled.items() if target.is_file()}
+
+
+# Run by ``_bytecode`` in ``python -I -S``: (source, target, name shown in tracebacks) on stdin.
+_COMPILE_SCRIPT = """
+import json, py_compile, sys
+for source, target, name in json.load(sys.stdin):
+    try:
+        py_compile.compile(source, cfile=target, dfile=name, doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    except py_compile.PyCompileError:
+        pass
+"""
 
 
 def _check_bytecode_python() -> None:

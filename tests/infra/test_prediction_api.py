@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from handlers.packaging import Artifact
 from infra.api import deployment_spec
 from infra.functions import powertools_layer_zip, source_code_hash
 from infra.gateway_responses import gateway_answer
-from infra.offline import Plan, PlannedResource
+from infra.offline import Plan, PlannedResource, run_offline
 from infra.stack_config import ApiAuth, load_stack_config, read_stack_values
 from tests.infra.conftest import cached_plan, policy_document
 
@@ -197,6 +199,21 @@ def test_the_handlers_zip_is_deployed_with_its_hash(plan: Plan) -> None:
         inputs = function(plan, key).inputs
         assert inputs["code"].path.endswith("build/lambda/handlers.zip")
         assert inputs["sourceCodeHash"] == source_code_hash(Path(inputs["code"].path))
+
+
+def test_an_unchanged_handlers_zip_gets_the_same_hash_in_every_plan(tmp_path: Path) -> None:
+    # GIVEN the zips two plans in one process deploy (the second is built with pulumi, a whole
+    # program and its objects loaded), and the same sources built by a fresh interpreter
+    planned = {
+        function(run_offline(stack), "predict-api").inputs["sourceCodeHash"] for stack in ("dev", "prod")
+    }
+    subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path; from handlers import packaging; "
+         "packaging.build_handlers_zip(Path(sys.argv[1]))", str(tmp_path)],
+        check=True, cwd=infra.offline.project_root(),
+    )  # fmt: skip
+    # THEN the hashes agree: a `pulumi up` with no code change updates no function
+    assert planned == {source_code_hash(tmp_path / "handlers.zip")}
 
 
 # --- IAM ---------------------------------------------------------------------------------------------
