@@ -19,24 +19,16 @@ context = create_stack_context(config)
 data_lake = DataLake(
     "data-lake",
     DataLakeArgs(
-        name_prefix=config.name_prefix,
-        region=config.region,
-        account_id=context.account_id,
-        partition=context.partition,
+        stack=context.identity,
         data=config.data,
     ),
     opts=context.component_opts(),
 )
-registry = ModelRegistry(
-    "registry", ModelRegistryArgs(name_prefix=config.name_prefix), opts=context.component_opts()
-)
+registry = ModelRegistry("registry", ModelRegistryArgs(stack=context.identity), opts=context.component_opts())
 training = TrainingPipeline(
     "training",
     TrainingPipelineArgs(
-        name_prefix=config.name_prefix,
-        region=config.region,
-        account_id=context.account_id,
-        partition=context.partition,
+        stack=context.identity,
         bucket_names=data_lake.bucket_names,
         bucket_arns=data_lake.bucket_arns,
         kms_key_arn=data_lake.key.arn,
@@ -49,8 +41,7 @@ training = TrainingPipeline(
 alerts = Alerts(
     "alerts",
     AlertsArgs(
-        name_prefix=config.name_prefix,
-        account_id=context.account_id,
+        stack=context.identity,
         kms_key_arn=data_lake.key.arn,
         email=config.alarms.notification_email,
     ),
@@ -59,10 +50,7 @@ alerts = Alerts(
 serving = InferenceEndpoint(
     "serving",
     InferenceEndpointArgs(
-        name_prefix=config.name_prefix,
-        region=config.region,
-        account_id=context.account_id,
-        partition=context.partition,
+        stack=context.identity,
         endpoint_name=config.endpoint_name,
         kms_key_arn=data_lake.key.arn,
         bucket_names=data_lake.bucket_names,
@@ -78,10 +66,7 @@ serving = InferenceEndpoint(
 prediction_api = PredictionApi(
     "api",
     PredictionApiArgs(
-        name_prefix=config.name_prefix,
-        region=config.region,
-        account_id=context.account_id,
-        partition=context.partition,
+        stack=context.identity,
         endpoint_name=config.endpoint_name,
         kms_key_arn=data_lake.key.arn,
         bucket_names=data_lake.bucket_names,
@@ -94,10 +79,7 @@ prediction_api = PredictionApi(
 deployer = Deployer(
     "deployer",
     DeployerArgs(
-        name_prefix=config.name_prefix,
-        region=config.region,
-        account_id=context.account_id,
-        partition=context.partition,
+        stack=context.identity,
         environment=config.environment.value,
         endpoint_name=config.endpoint_name,
         model_package_group_name=registry.group_name,
@@ -118,8 +100,7 @@ deployer = Deployer(
 monitoring = Monitoring(
     "monitoring",
     MonitoringArgs(
-        name_prefix=config.name_prefix,
-        region=config.region,
+        stack=context.identity,
         endpoint_name=config.endpoint_name,
         variant_name=config.serving.variants[0].name,
         function_names={

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.context import StackIdentity
 from infra.iam import policy_document
 
 COMPONENT_TYPE = "mlplatform:index:Alerts"
@@ -16,10 +17,9 @@ PUBLISHERS = ("cloudwatch.amazonaws.com", "events.amazonaws.com", "budgets.amazo
 
 @dataclass
 class AlertsArgs:
-    """Inputs of :class:`Alerts`: the stack prefix, account, key and the optional email address."""
+    """Inputs of :class:`Alerts`: the stack (prefix, account), key and the optional email address."""
 
-    name_prefix: str
-    account_id: pulumi.Input[str]
+    stack: StackIdentity
     kms_key_arn: pulumi.Input[str]
     email: str | None = None
 
@@ -34,7 +34,7 @@ class Alerts(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.topic = aws.sns.Topic(
             f"{name}-topic",
-            name=f"{args.name_prefix}-alerts",
+            name=f"{args.stack.name_prefix}-alerts",
             kms_master_key_id=args.kms_key_arn,
             opts=child,
         )
@@ -48,7 +48,7 @@ class Alerts(pulumi.ComponentResource):
                     "Principal": {"Service": list(PUBLISHERS)},
                     "Action": "sns:Publish",
                     "Resource": self.topic.arn,
-                    "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id}},
+                    "Condition": {"StringEquals": {"aws:SourceAccount": args.stack.account_id}},
                 },
                 {
                     "Sid": "DenyInsecureTransport",

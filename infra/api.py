@@ -22,6 +22,7 @@ import pulumi
 import pulumi_aws as aws
 
 from handlers.packaging import HANDLER_ENTRYPOINTS
+from infra.context import StackIdentity
 from infra.data_lake import RAW_PREFIX, raw_data_created_pattern
 from infra.functions import FunctionBuilder, FunctionSettings, handlers_code, powertools_layer
 from infra.gateway_responses import (
@@ -110,7 +111,7 @@ class PredictionApiArgs:
 
     Parameters
     ----------
-    name_prefix, region, account_id, partition: where the API lives.
+    stack: where the API lives (name prefix, region, account, partition).
     endpoint_name: the SageMaker endpoint the API invokes (created by the serving component); the
         API's role may invoke exactly this endpoint.
     kms_key_arn: the stack key: log groups, the dead-letter queue and Lambda environments use it.
@@ -123,10 +124,7 @@ class PredictionApiArgs:
         already sets it.
     """
 
-    name_prefix: str
-    region: str
-    account_id: pulumi.Input[str]
-    partition: pulumi.Input[str]
+    stack: StackIdentity
     endpoint_name: str
     kms_key_arn: pulumi.Input[str]
     bucket_names: dict[str, pulumi.Output[str]]
@@ -183,7 +181,7 @@ class PredictionApi(pulumi.ComponentResource):
             raise ValueError(f"the API Lambda's timeout must be below {API_GATEWAY_TIMEOUT_SECONDS} s")
         self._name = name
         self._args = args
-        self.endpoint_arn = self._arn("sagemaker", f"endpoint/{args.endpoint_name.lower()}")
+        self.endpoint_arn = self._args.stack.arn("sagemaker", f"endpoint/{args.endpoint_name.lower()}")
         self.input_schema_uri = pulumi.Output.concat(
             "s3://", args.bucket_names["artifacts"], "/", args.input_schema_key
         )
@@ -193,11 +191,11 @@ class PredictionApi(pulumi.ComponentResource):
 
         code, code_hash = handlers_code()
         self.layer_arn = powertools_layer(
-            f"{name}-powertools-layer", args.name_prefix, args.api.powertools_layer_arn, self._child()
+            f"{name}-powertools-layer", args.stack.name_prefix, args.api.powertools_layer_arn, self._child()
         )
         self.function_settings = FunctionSettings(
-            name_prefix=args.name_prefix,
-            account_id=args.account_id,
+            name_prefix=args.stack.name_prefix,
+            account_id=args.stack.account_id,
             kms_key_arn=args.kms_key_arn,
             log_retention_days=args.log_retention_days,
             code=code,
@@ -209,13 +207,15 @@ class PredictionApi(pulumi.ComponentResource):
         self.api_function = self._api_function()
         self.rest_api = aws.apigateway.RestApi(
             f"{name}-rest-api",
-            name=f"{args.name_prefix}-prediction-api",
-            description=f"{args.name_prefix}: predictions from the SageMaker endpoint {args.endpoint_name}",
+            name=f"{args.stack.name_prefix}-prediction-api",
+            description=(
+                f"{args.stack.name_prefix}: predictions from the SageMaker endpoint {args.endpoint_name}"
+            ),
             endpoint_configuration={"types": "REGIONAL"},
             api_key_source="HEADER",
             opts=self._child(),
         )
-        self.execution_arn = self._arn("execute-api", self.rest_api.id)
+        self.execution_arn = self._args.stack.arn("execute-api", self.rest_api.id)
         self.stage_name = STAGE_NAME
         deployment = self._routes_and_deployment()
         self.stage = self._stage(deployment)
@@ -231,7 +231,7 @@ class PredictionApi(pulumi.ComponentResource):
         self.api_key, self.usage_plan = self._usage_plan()
         self.web_acl = self._web_acl() if args.api.waf else None
         self.api_url = pulumi.Output.concat(
-            "https://", self.rest_api.id, ".execute-api.", args.region, ".amazonaws.com/", STAGE_NAME
+            "https://", self.rest_api.id, ".execute-api.", args.stack.region, ".amazonaws.com/", STAGE_NAME
         )
 
         self.dead_letter_queue = self._dead_letter_queue()
@@ -259,12 +259,6 @@ class PredictionApi(pulumi.ComponentResource):
 
     def _child(self, **kwargs: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, **kwargs)
-
-    def _arn(self, service: str, resource: pulumi.Input[str]) -> pulumi.Output[str]:
-        args = self._args
-        return pulumi.Output.concat(
-            "arn:", args.partition, ":", service, ":", args.region, ":", args.account_id, ":", resource
-        )
 
     # --- the API function ------------------------------------------------------------------------------
 
@@ -318,9 +312,9 @@ class PredictionApi(pulumi.ComponentResource):
         rest_api = self.rest_api
         invoke_uri = pulumi.Output.concat(
             "arn:",
-            args.partition,
+            args.stack.partition,
             ":apigateway:",
-            args.region,
+            args.stack.region,
             ":lambda:path/2015-03-31/functions/",
             self.api_function.arn,
             "/invocations",
@@ -449,7 +443,7 @@ class PredictionApi(pulumi.ComponentResource):
         args = self._args
         api = args.api
         access_logs = self._functions.log_group(
-            "api-access", f"/aws/apigateway/{args.name_prefix}-prediction-api/access"
+            "api-access", f"/aws/apigateway/{args.stack.name_prefix}-prediction-api/access"
         )
         # Execution logs (errors only) go to the group API Gateway names itself; creating it first
         # gives it retention and the stack key.
@@ -492,16 +486,16 @@ class PredictionApi(pulumi.ComponentResource):
         args = self._args
         role = aws.iam.Role(
             f"{self._name}-apigateway-logs-role",
-            name=f"{args.name_prefix}-apigateway-logs",
+            name=f"{args.stack.name_prefix}-apigateway-logs",
             description="Lets API Gateway write REST API access and execution logs",
-            assume_role_policy=service_assume_role_policy("apigateway.amazonaws.com", args.account_id),
+            assume_role_policy=service_assume_role_policy("apigateway.amazonaws.com", args.stack.account_id),
             opts=self._child(),
         )
         # Account-wide setting: scoped to API Gateway's log groups of this account and region (not
         # only this stack's), so another stack's API keeps logging when this role is the one set.
         groups = [
-            self._arn("logs", "log-group:/aws/apigateway/*"),
-            self._arn("logs", "log-group:API-Gateway-Execution-Logs_*"),
+            self._args.stack.arn("logs", "log-group:/aws/apigateway/*"),
+            self._args.stack.arn("logs", "log-group:API-Gateway-Execution-Logs_*"),
         ]
         policy = aws.iam.RolePolicy(
             f"{self._name}-apigateway-logs-policy",
@@ -523,7 +517,7 @@ class PredictionApi(pulumi.ComponentResource):
                     "Sid": "FindLogGroups",
                     "Effect": "Allow",
                     "Action": "logs:DescribeLogGroups",
-                    "Resource": self._arn("logs", "log-group:*"),
+                    "Resource": self._args.stack.arn("logs", "log-group:*"),
                 },
             ),
             opts=self._child(),
@@ -541,7 +535,7 @@ class PredictionApi(pulumi.ComponentResource):
             return None, None
         plan = aws.apigateway.UsagePlan(
             f"{self._name}-usage-plan",
-            name=f"{args.name_prefix}-prediction-api",
+            name=f"{args.stack.name_prefix}-prediction-api",
             description="Callers of the prediction API; each key is throttled like the stage",
             api_stages=[{"api_id": self.rest_api.id, "stage": self.stage.stage_name}],
             throttle_settings={"rate_limit": api.throttle_rate_per_second, "burst_limit": api.throttle_burst},
@@ -550,7 +544,7 @@ class PredictionApi(pulumi.ComponentResource):
         # The key's value is generated by API Gateway and never appears in code, config or outputs.
         key = aws.apigateway.ApiKey(
             f"{self._name}-api-key",
-            name=f"{args.name_prefix}-prediction-api-default",
+            name=f"{args.stack.name_prefix}-prediction-api-default",
             description="Default caller of the prediction API",
             enabled=True,
             opts=self._child(),
@@ -566,7 +560,7 @@ class PredictionApi(pulumi.ComponentResource):
 
     def _web_acl(self) -> aws.wafv2.WebAcl:
         args = self._args
-        prefix = args.name_prefix
+        prefix = args.stack.name_prefix
         # Per client IP over 5 minutes: one minute of the stage's whole rate, so a single client
         # cannot hold the stage's throttle for long.
         ip_limit = max(100, args.api.throttle_rate_per_second * 60)
@@ -631,9 +625,9 @@ class PredictionApi(pulumi.ComponentResource):
         )
         stage_arn = pulumi.Output.concat(
             "arn:",
-            args.partition,
+            args.stack.partition,
             ":apigateway:",
-            args.region,
+            args.stack.region,
             "::/restapis/",
             self.rest_api.id,
             "/stages/",
@@ -653,7 +647,7 @@ class PredictionApi(pulumi.ComponentResource):
         args = self._args
         queue = aws.sqs.Queue(
             f"{self._name}-preprocess-dlq",
-            name=f"{args.name_prefix}-preprocess-batch-dlq",
+            name=f"{args.stack.name_prefix}-preprocess-batch-dlq",
             kms_master_key_id=args.kms_key_arn,
             kms_data_key_reuse_period_seconds=300,
             message_retention_seconds=DLQ_RETENTION_SECONDS,
@@ -749,7 +743,7 @@ class PredictionApi(pulumi.ComponentResource):
         args = self._args
         self._functions.event_trigger(
             "preprocess-new-data",
-            f"{args.name_prefix}-preprocess-new-data",
+            f"{args.stack.name_prefix}-preprocess-new-data",
             "Preprocesses each object created under raw/ in the raw bucket",
             self.batch_function,
             pattern=raw_data_created_pattern(args.bucket_names["raw"]),

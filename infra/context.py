@@ -29,6 +29,22 @@ def load_stack_config_from_pulumi() -> StackConfig:
 
 
 @dataclass(frozen=True)
+class StackIdentity:
+    """Where a component is deployed: every component's first input."""
+
+    name_prefix: str  # every physical name starts with it
+    region: str
+    account_id: pulumi.Input[str]
+    partition: pulumi.Input[str]
+
+    def arn(self, service: str, resource: pulumi.Input[str]) -> pulumi.Output[str]:
+        """``arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE``, for this stack's regional resources."""
+        return pulumi.Output.concat(
+            "arn:", self.partition, ":", service, ":", self.region, ":", self.account_id, ":", resource
+        )
+
+
+@dataclass(frozen=True)
 class StackContext:
     """The validated config and the AWS provider, account and partition every component uses."""
 
@@ -36,6 +52,10 @@ class StackContext:
     provider: aws.Provider
     account_id: pulumi.Output[str]
     partition: pulumi.Output[str]
+
+    @property
+    def identity(self) -> StackIdentity:
+        return StackIdentity(self.config.name_prefix, self.config.region, self.account_id, self.partition)
 
     def component_opts(self) -> pulumi.ResourceOptions:
         """Components pass the explicit provider on to every child."""

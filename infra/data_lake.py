@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.context import StackIdentity
 from infra.iam import account_root_arn, tls_only_statements
 from infra.stack_config import DataConfig
 
@@ -33,15 +34,12 @@ class DataLakeArgs:
 
     Parameters
     ----------
-    name_prefix: the stack's prefix; bucket names are ``<prefix>-<purpose>-<account>-<region>``.
-    region, account_id, partition: where the buckets live, for globally unique names and ARNs.
+    stack: where the buckets live; bucket names are ``<prefix>-<purpose>-<account>-<region>``,
+        globally unique.
     data: retention settings from the stack configuration.
     """
 
-    name_prefix: str
-    region: str
-    account_id: pulumi.Input[str]
-    partition: pulumi.Input[str]
+    stack: StackIdentity
     data: DataConfig
 
 
@@ -91,7 +89,13 @@ class DataLake(pulumi.ComponentResource):
 
     def _bucket_name(self, purpose: str) -> pulumi.Output[str]:
         return pulumi.Output.concat(
-            self._args.name_prefix, "-", purpose, "-", self._args.account_id, "-", self._args.region
+            self._args.stack.name_prefix,
+            "-",
+            purpose,
+            "-",
+            self._args.stack.account_id,
+            "-",
+            self._args.stack.region,
         )
 
     def _kms_key(self) -> aws.kms.Key:
@@ -104,7 +108,7 @@ class DataLake(pulumi.ComponentResource):
                         # Delegates use of the key to IAM policies of this account (no wildcard principal).
                         "Sid": "AccountAdministersKey",
                         "Effect": "Allow",
-                        "Principal": {"AWS": account_root_arn(args.partition, args.account_id)},
+                        "Principal": {"AWS": account_root_arn(args.stack.partition, args.stack.account_id)},
                         "Action": "kms:*",
                         "Resource": "*",
                     },
@@ -121,13 +125,13 @@ class DataLake(pulumi.ComponentResource):
                         },
                         "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
                         "Resource": "*",
-                        "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id}},
+                        "Condition": {"StringEquals": {"aws:SourceAccount": args.stack.account_id}},
                     },
                     {
                         # CloudWatch Logs encrypts this stack's log groups with the key.
                         "Sid": "CloudWatchLogsEncryptLogGroups",
                         "Effect": "Allow",
-                        "Principal": {"Service": f"logs.{args.region}.amazonaws.com"},
+                        "Principal": {"Service": f"logs.{args.stack.region}.amazonaws.com"},
                         "Action": [
                             "kms:Encrypt*",
                             "kms:Decrypt*",
@@ -137,11 +141,7 @@ class DataLake(pulumi.ComponentResource):
                         ],
                         "Resource": "*",
                         "Condition": {
-                            "ArnLike": {
-                                "kms:EncryptionContext:aws:logs:arn": pulumi.Output.concat(
-                                    "arn:", args.partition, ":logs:", args.region, ":", args.account_id, ":*"
-                                )
-                            }
+                            "ArnLike": {"kms:EncryptionContext:aws:logs:arn": args.stack.arn("logs", "*")}
                         },
                     },
                 ],
@@ -149,7 +149,7 @@ class DataLake(pulumi.ComponentResource):
         )
         key = aws.kms.Key(
             f"{self._name}-key",
-            description=f"{args.name_prefix}: data lake, model artifacts, logs and endpoint storage",
+            description=f"{args.stack.name_prefix}: data lake, model artifacts, logs and endpoint storage",
             enable_key_rotation=True,
             deletion_window_in_days=30,
             policy=policy,
@@ -157,7 +157,7 @@ class DataLake(pulumi.ComponentResource):
         )
         aws.kms.Alias(
             f"{self._name}-key-alias",
-            name=f"alias/{args.name_prefix}-data",
+            name=f"alias/{args.stack.name_prefix}-data",
             target_key_id=key.key_id,
             opts=self._child(),
         )
@@ -240,7 +240,7 @@ class DataLake(pulumi.ComponentResource):
             opts=self._child(),
         )
         source_arns = [
-            pulumi.Output.concat("arn:", self._args.partition, ":s3:::", self._bucket_name(purpose))
+            pulumi.Output.concat("arn:", self._args.stack.partition, ":s3:::", self._bucket_name(purpose))
             for purpose in DATA_BUCKETS
         ]
         policy = self._tls_only_policy(
@@ -256,7 +256,7 @@ class DataLake(pulumi.ComponentResource):
                     "Resource": pulumi.Output.concat(bucket.arn, "/*"),
                     "Condition": {
                         "ArnLike": {"aws:SourceArn": source_arns},
-                        "StringEquals": {"aws:SourceAccount": self._args.account_id},
+                        "StringEquals": {"aws:SourceAccount": self._args.stack.account_id},
                     },
                 }
             ],

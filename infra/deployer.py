@@ -20,6 +20,7 @@ import pulumi_aws as aws
 from handlers._deploy_plan import approval_event_pattern, endpoint_event_pattern
 from handlers.packaging import HANDLER_ENTRYPOINTS
 from infra.api import INPUT_SCHEMA_KEY
+from infra.context import StackIdentity
 from infra.functions import FunctionBuilder, FunctionSettings
 from infra.stack_config import DeploymentConfig, ServingConfig
 
@@ -41,7 +42,7 @@ class DeployerArgs:
 
     Parameters
     ----------
-    name_prefix, region, account_id, partition, environment: where it runs.
+    stack, environment: where it runs.
     endpoint_name, model_package_group_name: what it deploys, from where.
     model_role_arn, kms_key_arn, capture_uri: what new models and endpoint configs get.
     serving, deployment: instance settings and the blue/green strategy.
@@ -52,10 +53,7 @@ class DeployerArgs:
     functions: the stack's shared Lambda settings (code, layer, logs).
     """
 
-    name_prefix: str
-    region: str
-    account_id: pulumi.Input[str]
-    partition: pulumi.Input[str]
+    stack: StackIdentity
     environment: str
     endpoint_name: str
     model_package_group_name: str
@@ -104,19 +102,13 @@ class Deployer(pulumi.ComponentResource):
             "endpoint-changed": ("The endpoint changed state", endpoint_event_pattern(args.endpoint_name)),
         }
         for key, (description, pattern) in triggers.items():
-            rule_name = f"{args.name_prefix}-deployer-{key}"
+            rule_name = f"{args.stack.name_prefix}-deployer-{key}"
             functions.event_trigger(key, rule_name, description, self.function, pattern=json.dumps(pattern))
         self.failure_alarm = self._failure_alarm()
         self.register_outputs({"functionName": self.function.name, "functionArn": self.function.arn})
 
     def _child(self, **kwargs: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, **kwargs)
-
-    def _arn(self, service: str, resource: str) -> pulumi.Output[str]:
-        args = self._args
-        return pulumi.Output.concat(
-            "arn:", args.partition, ":", service, ":", args.region, ":", args.account_id, ":", resource
-        )
 
     def _environment(self) -> dict[str, pulumi.Input[str]]:
         args = self._args
@@ -150,16 +142,16 @@ class Deployer(pulumi.ComponentResource):
         args = self._args
         group = args.model_package_group_name
         created = [
-            self._arn("sagemaker", f"model/{group}-*"),
-            self._arn("sagemaker", f"endpoint-config/{group}-*"),
-            self._arn("sagemaker", f"endpoint/{args.endpoint_name.lower()}"),
+            self._args.stack.arn("sagemaker", f"model/{group}-*"),
+            self._args.stack.arn("sagemaker", f"endpoint-config/{group}-*"),
+            self._args.stack.arn("sagemaker", f"endpoint/{args.endpoint_name.lower()}"),
         ]
         return [
             {
                 "Sid": "ReadApprovedVersions",
                 "Effect": "Allow",
                 "Action": "sagemaker:DescribeModelPackage",
-                "Resource": self._arn("sagemaker", f"model-package/{group}/*"),
+                "Resource": self._args.stack.arn("sagemaker", f"model-package/{group}/*"),
             },
             {
                 "Sid": "RollOutToThisEndpoint",
@@ -228,7 +220,7 @@ class Deployer(pulumi.ComponentResource):
         args = self._args
         return aws.cloudwatch.MetricAlarm(
             f"{self._name}-failed-alarm",
-            name=f"{args.name_prefix}-deployment-failed",
+            name=f"{args.stack.name_prefix}-deployment-failed",
             alarm_description=f"A rollout to {args.endpoint_name} failed or was rolled back "
             "(see docs/deployments.md)",
             namespace=METRICS_NAMESPACE,

@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from handlers.packaging import HANDLER_ENTRYPOINTS
+from infra.context import StackIdentity
 from infra.functions import FunctionBuilder, FunctionSettings
 from infra.stack_config import AlarmsConfig, BudgetConfig
 
@@ -36,8 +37,7 @@ BASELINE_KEY = "serving/baseline.json"
 class MonitoringArgs:
     """Inputs of :class:`Monitoring`: what to watch, the thresholds and where alarms go."""
 
-    name_prefix: str
-    region: str
+    stack: StackIdentity
     endpoint_name: str
     variant_name: str
     function_names: dict[str, pulumi.Input[str]]
@@ -70,7 +70,7 @@ class Monitoring(pulumi.ComponentResource):
         self.drift_function = self._drift_monitor()
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
-            dashboard_name=f"{args.name_prefix}-ml-platform",
+            dashboard_name=f"{args.stack.name_prefix}-ml-platform",
             dashboard_body=pulumi.Output.json_dumps(self._dashboard()),
             opts=self._child(),
         )
@@ -103,7 +103,7 @@ class Monitoring(pulumi.ComponentResource):
             "height": 6,
             "properties": {
                 "title": title,
-                "region": self._args.region,
+                "region": self._args.stack.region,
                 "period": PERIOD,
                 "view": "timeSeries",
                 "metrics": metrics,
@@ -213,7 +213,7 @@ class Monitoring(pulumi.ComponentResource):
         topic = self._args.alarm_topic_arn
         return aws.cloudwatch.MetricAlarm(
             f"{self._name}-{key}-alarm",
-            name=f"{self._args.name_prefix}-{key}",
+            name=f"{self._args.stack.name_prefix}-{key}",
             alarm_description=f"{description} (what to do: docs/operations.md)",
             period=PERIOD,
             evaluation_periods=1,
@@ -288,7 +288,7 @@ class Monitoring(pulumi.ComponentResource):
         args = self._args
         rule = aws.cloudwatch.EventRule(
             f"{self._name}-pipeline-failed",
-            name=f"{args.name_prefix}-training-failed",
+            name=f"{args.stack.name_prefix}-training-failed",
             description="A training pipeline execution failed",
             event_pattern=pulumi.Output.json_dumps(
                 {
@@ -348,7 +348,7 @@ class Monitoring(pulumi.ComponentResource):
         )
         functions.event_trigger(
             "drift-schedule",
-            f"{args.name_prefix}-drift-schedule",
+            f"{args.stack.name_prefix}-drift-schedule",
             "Runs the drift check on the last day of captured traffic",
             function,
             schedule=DRIFT_SCHEDULE,
@@ -414,7 +414,7 @@ class Monitoring(pulumi.ComponentResource):
             subscribers["subscriber_email_addresses"] = [args.budget.alert_email]
         return aws.budgets.Budget(
             f"{self._name}-budget",
-            name=f"{args.name_prefix}-monthly",
+            name=f"{args.stack.name_prefix}-monthly",
             budget_type="COST",
             time_unit="MONTHLY",
             limit_amount=f"{args.budget.monthly_usd:.2f}",

@@ -10,14 +10,16 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from infra.context import StackIdentity
+
 COMPONENT_TYPE = "mlplatform:index:ModelRegistry"
 
 
 @dataclass
 class ModelRegistryArgs:
-    """Inputs of a :class:`ModelRegistry`: the stack's name prefix."""
+    """Inputs of a :class:`ModelRegistry`: the stack it belongs to (its name prefix)."""
 
-    name_prefix: str
+    stack: StackIdentity
 
 
 class ModelRegistry(pulumi.ComponentResource):
@@ -29,11 +31,12 @@ class ModelRegistry(pulumi.ComponentResource):
         self, name: str, args: ModelRegistryArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__(COMPONENT_TYPE, name, None, opts)
-        self.group_name = f"{args.name_prefix}-models"
+        prefix = args.stack.name_prefix
+        self.group_name = f"{prefix}-models"
         self.group = aws.sagemaker.ModelPackageGroup(
             f"{name}-group",
             model_package_group_name=self.group_name,
-            model_package_group_description=f"{args.name_prefix}: model versions from the training pipeline",
+            model_package_group_description=f"{prefix}: model versions from the training pipeline",
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.register_outputs(

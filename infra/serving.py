@@ -19,6 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from handlers._deploy_plan import has_instance_storage
+from infra.context import StackIdentity
 from infra.iam import (
     container_statements,
     policy_document,
@@ -56,7 +57,7 @@ class InferenceEndpointArgs:
 
     Parameters
     ----------
-    name_prefix, region, account_id, partition: where the endpoint lives.
+    stack: where the endpoint lives.
     endpoint_name: the endpoint's fixed name (the API and the deployer refer to it).
     kms_key_arn: encrypts the instances' storage and the captured data.
     bucket_names, bucket_arns: the data lake; models are read from artifacts, capture goes to raw.
@@ -65,10 +66,7 @@ class InferenceEndpointArgs:
     alarm_topic_arn: where every alarm notifies.
     """
 
-    name_prefix: str
-    region: str
-    account_id: pulumi.Input[str]
-    partition: pulumi.Input[str]
+    stack: StackIdentity
     endpoint_name: str
     kms_key_arn: pulumi.Input[str]
     bucket_names: dict[str, pulumi.Output[str]]
@@ -120,16 +118,16 @@ class InferenceEndpoint(pulumi.ComponentResource):
         args = self._args
         role = aws.iam.Role(
             f"{self._name}-model-role",
-            name=f"{args.name_prefix}-sagemaker-model",
+            name=f"{args.stack.name_prefix}-sagemaker-model",
             description="Runs the endpoint's model containers and writes their data capture",
-            assume_role_policy=service_assume_role_policy("sagemaker.amazonaws.com", args.account_id),
+            assume_role_policy=service_assume_role_policy("sagemaker.amazonaws.com", args.stack.account_id),
             opts=self._child(),
         )
-        image_repository = image_repository_arn(inference_image_uri(args.region, args.serving.instance_type))
-        metrics_namespaces = ["/aws/sagemaker/*", NAMESPACE]
-        log_groups = pulumi.Output.concat(
-            "arn:", args.partition, ":logs:", args.region, ":", args.account_id, ":log-group:/aws/sagemaker/*"
+        image_repository = image_repository_arn(
+            inference_image_uri(args.stack.region, args.serving.instance_type)
         )
+        metrics_namespaces = ["/aws/sagemaker/*", NAMESPACE]
+        log_groups = args.stack.arn("logs", "log-group:/aws/sagemaker/*")
         aws.iam.RolePolicy(
             f"{self._name}-model-policy",
             role=role.id,
@@ -157,16 +155,9 @@ class InferenceEndpoint(pulumi.ComponentResource):
                     "Sid": "ReadModelPackages",
                     "Effect": "Allow",
                     "Action": "sagemaker:DescribeModelPackage",
-                    "Resource": pulumi.Output.concat(
-                        "arn:",
-                        args.partition,
-                        ":sagemaker:",
-                        args.region,
-                        ":",
-                        args.account_id,
-                        ":model-package/",
-                        args.model_package_group_name,
-                        "/*",
+                    "Resource": args.stack.arn(
+                        "sagemaker",
+                        pulumi.Output.concat("model-package/", args.model_package_group_name, "/*"),
                     ),
                 },
                 {
@@ -196,7 +187,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
             "ok_actions": [args.alarm_topic_arn],
             "actions_enabled": True,
         }
-        name = f"{args.name_prefix}-endpoint-{kind.value}"
+        name = f"{args.stack.name_prefix}-endpoint-{kind.value}"
         if kind is RollbackAlarm.MODEL_LATENCY_P99:
             return aws.cloudwatch.MetricAlarm(
                 f"{self._name}-{kind.value}-alarm",
@@ -313,7 +304,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
             )
             aws.appautoscaling.Policy(
                 f"{self._name}-{variant.name}-invocations-scaling",
-                name=f"{self._args.name_prefix}-{variant.name}-invocations-per-instance",
+                name=f"{self._args.stack.name_prefix}-{variant.name}-invocations-per-instance",
                 policy_type="TargetTrackingScaling",
                 service_namespace=target.service_namespace,
                 resource_id=target.resource_id,
@@ -342,7 +333,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
         ):
             aws.appautoscaling.ScheduledAction(
                 f"{self._name}-{variant}-off-hours-{when}",
-                name=f"{self._args.name_prefix}-{variant}-off-hours-{when}",
+                name=f"{self._args.stack.name_prefix}-{variant}-off-hours-{when}",
                 service_namespace=target.service_namespace,
                 resource_id=target.resource_id,
                 scalable_dimension=target.scalable_dimension,

@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.context import StackIdentity
 from infra.data_lake import RAW_PREFIX, raw_data_created_pattern
 from infra.iam import (
     container_statements,
@@ -41,7 +42,7 @@ class TrainingPipelineArgs:
 
     Parameters
     ----------
-    name_prefix, region, account_id, partition: where the pipeline lives.
+    stack: where the pipeline lives.
     bucket_names, bucket_arns: the data lake's buckets, by purpose (raw, processed, artifacts...).
     kms_key_arn: the stack key; every job output and volume is encrypted with it.
     model_package_group_name: where a model that passes the evaluation gate is registered.
@@ -49,10 +50,7 @@ class TrainingPipelineArgs:
     metric_definitions: SageMaker metric regexes matching what the training script prints.
     """
 
-    name_prefix: str
-    region: str
-    account_id: pulumi.Input[str]
-    partition: pulumi.Input[str]
+    stack: StackIdentity
     bucket_names: dict[str, pulumi.Output[str]]
     bucket_arns: dict[str, pulumi.Output[str]]
     kms_key_arn: pulumi.Input[str]
@@ -73,12 +71,12 @@ class TrainingPipeline(pulumi.ComponentResource):
         super().__init__(COMPONENT_TYPE, name, None, opts)
         self._name = name
         self._args = args
-        self.pipeline_name = f"{args.name_prefix}-training"
+        self.pipeline_name = f"{args.stack.name_prefix}-training"
         self.role = aws.iam.Role(
             f"{name}-execution-role",
-            name=f"{args.name_prefix}-sagemaker-training",
+            name=f"{args.stack.name_prefix}-sagemaker-training",
             description="Runs the training pipeline's processing and training jobs",
-            assume_role_policy=service_assume_role_policy("sagemaker.amazonaws.com", args.account_id),
+            assume_role_policy=service_assume_role_policy("sagemaker.amazonaws.com", args.stack.account_id),
             max_session_duration=12 * 3600,
             opts=self._child(),
         )
@@ -142,7 +140,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             lambda known: build_pipeline_definition(
                 PipelineDefinitionSpec(
                     pipeline_name=self.pipeline_name,
-                    region=args.region,
+                    region=args.stack.region,
                     role_arn=known["role_arn"],
                     raw_bucket=known["raw"],
                     processed_bucket=known["processed"],
@@ -172,7 +170,7 @@ class TrainingPipeline(pulumi.ComponentResource):
         """What the pipeline's jobs may do: this stack's data, key, logs, images and registry only."""
         args = self._args
         arns = args.bucket_arns
-        arn = _ArnBuilder(args.partition, args.region, args.account_id)
+        arn = args.stack.arn
         return pulumi.Output.all(definition=self.definition, role_arn=self.role.arn).apply(
             lambda known: policy_document(
                 {
@@ -218,7 +216,7 @@ class TrainingPipeline(pulumi.ComponentResource):
                         "logs:PutLogEvents",
                         "logs:DescribeLogStreams",
                     ],
-                    "Resource": arn.of("logs", "log-group:/aws/sagemaker/*"),
+                    "Resource": arn("logs", "log-group:/aws/sagemaker/*"),
                 },
                 *container_statements(
                     image_repository_arns(known["definition"]), ["/aws/sagemaker/*", "ml-platform/*"]
@@ -236,8 +234,8 @@ class TrainingPipeline(pulumi.ComponentResource):
                         "sagemaker:AddTags",
                     ],
                     "Resource": [
-                        arn.of("sagemaker", f"processing-job/{PIPELINE_JOB_PREFIX}*"),
-                        arn.of("sagemaker", f"training-job/{PIPELINE_JOB_PREFIX}*"),
+                        arn("sagemaker", f"processing-job/{PIPELINE_JOB_PREFIX}*"),
+                        arn("sagemaker", f"training-job/{PIPELINE_JOB_PREFIX}*"),
                     ],
                 },
                 {
@@ -250,11 +248,11 @@ class TrainingPipeline(pulumi.ComponentResource):
                         "sagemaker:AddTags",
                     ],
                     "Resource": [
-                        arn.of(
+                        arn(
                             "sagemaker",
                             pulumi.Output.concat("model-package-group/", args.model_package_group_name),
                         ),
-                        arn.of(
+                        arn(
                             "sagemaker",
                             pulumi.Output.concat("model-package/", args.model_package_group_name, "/*"),
                         ),
@@ -276,9 +274,9 @@ class TrainingPipeline(pulumi.ComponentResource):
         args = self._args
         trigger_role = aws.iam.Role(
             f"{self._name}-trigger-role",
-            name=f"{args.name_prefix}-training-trigger",
+            name=f"{args.stack.name_prefix}-training-trigger",
             description="Lets EventBridge start the training pipeline",
-            assume_role_policy=service_assume_role_policy("events.amazonaws.com", args.account_id),
+            assume_role_policy=service_assume_role_policy("events.amazonaws.com", args.stack.account_id),
             opts=self._child(),
         )
         aws.iam.RolePolicy(
@@ -296,14 +294,14 @@ class TrainingPipeline(pulumi.ComponentResource):
         )
         schedule = aws.cloudwatch.EventRule(
             f"{self._name}-schedule",
-            name=f"{args.name_prefix}-training-schedule",
+            name=f"{args.stack.name_prefix}-training-schedule",
             description="Retrains on the configured schedule with the latest data",
             schedule_expression=args.training.schedule,
             opts=self._child(),
         )
         new_data = aws.cloudwatch.EventRule(
             f"{self._name}-new-data",
-            name=f"{args.name_prefix}-training-new-data",
+            name=f"{args.stack.name_prefix}-training-new-data",
             description="Retrains when new data lands under raw/",
             event_pattern=raw_data_created_pattern(args.bucket_names["raw"]),
             opts=self._child(),
@@ -324,18 +322,6 @@ class TrainingPipeline(pulumi.ComponentResource):
                 retry_policy={"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": 3600},
                 opts=self._child(),
             )
-
-
-@dataclass(frozen=True)
-class _ArnBuilder:
-    partition: pulumi.Input[str]
-    region: str
-    account_id: pulumi.Input[str]
-
-    def of(self, service: str, resource: pulumi.Input[str]) -> pulumi.Output[str]:
-        return pulumi.Output.concat(
-            "arn:", self.partition, ":", service, ":", self.region, ":", self.account_id, ":", resource
-        )
 
 
 def image_repository_arns(definition_json: str) -> list[str]:
