@@ -85,7 +85,7 @@ def reset_configuration() -> None:
     input_schema.cache_clear()
 
 
-def request_id(event: Mapping[str, Any], context: LambdaContext | None) -> str:
+def request_id_of(event: Mapping[str, Any], context: LambdaContext | None) -> str:
     """API Gateway's request id: the one a caller can quote, and the logs' correlation id."""
     request_context = event.get("requestContext")
     if isinstance(request_context, Mapping) and request_context.get("requestId"):
@@ -100,7 +100,7 @@ def call_endpoint(endpoint_name: str, payload: list[Any]) -> EndpointReply:
 
 
 # No capture_method on the routes: it would log a traceback for every refused request.
-def predict(event: Mapping[str, Any], request: str) -> dict[str, Any]:
+def predict(event: Mapping[str, Any], request_id: str) -> dict[str, Any]:
     check_media_type(header(event, "content-type"))
     config, schema = settings(), input_schema()
     if not config.endpoint_name:
@@ -127,18 +127,18 @@ def predict(event: Mapping[str, Any], request: str) -> dict[str, Any]:
         "confidence": reply.confidence,
         # The container's own word first: during a canary, two versions answer.
         "model_version": reply.model_version or config.model_version or reply.variant or "unknown",
-        "request_id": request,
+        "request_id": request_id,
     }
 
 
-def health(_: Mapping[str, Any], request: str) -> dict[str, Any]:
+def health(_: Mapping[str, Any], request_id: str) -> dict[str, Any]:
     # Reads the configuration, so a deployment with a bad schema fails its health check.
     config, schema = settings(), input_schema()
     return {
         "status": "ok",
         "model_kind": schema.kind,
         "model_version": config.model_version or "unknown",
-        "request_id": request,
+        "request_id": request_id,
     }
 
 
@@ -173,8 +173,8 @@ def json_response(
     }
 
 
-def error_answer(exc: Exception, request: str) -> dict[str, Any]:
-    status, body, headers = error_response(exc, request)
+def error_answer(exc: Exception, request_id: str) -> dict[str, Any]:
+    status, body, headers = error_response(exc, request_id)
     code = body["error"]["code"]
     if status >= 500:
         # The traceback stays in the log, under the request id the caller got.
@@ -193,8 +193,8 @@ def error_answer(exc: Exception, request: str) -> dict[str, Any]:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-    request = request_id(event, context)
+    request_id = request_id_of(event, context)
     try:
-        return json_response(200, route_for(event)(event, request))
+        return json_response(200, route_for(event)(event, request_id))
     except Exception as exc:  # noqa: BLE001 - every failure becomes the documented JSON answer
-        return error_answer(exc, request)
+        return error_answer(exc, request_id)
