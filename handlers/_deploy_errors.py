@@ -46,6 +46,14 @@ class DeploymentConflictError(DeploymentError):
     """The endpoint cannot take this deployment now (another update is in progress, it failed)."""
 
 
+class ChampionGateRefusedError(DeploymentError):
+    """A version approved without the champion gate is worse than the served one: it was rejected."""
+
+    def __init__(self, message: str, arn: str) -> None:
+        super().__init__(message)
+        self.arn = arn
+
+
 class DeploymentFailedError(DeploymentError):
     """The endpoint did not end ``InService`` on the expected config: failed, or rolled back."""
 

@@ -42,6 +42,8 @@ ENV_PROVISIONING = "PROVISIONING_ALLOWANCE_SECONDS"
 ENV_RETAIN = "RETAIN_VARIANT_PROPERTIES"
 ENV_REGION = "AWS_REGION"  # set by the Lambda runtime
 ENV_SERVING_FILES = "SERVING_FILES_S3_URI"  # where a verified version's input schema/baseline go
+ENV_MARGIN = "PROMOTION_MARGIN"  # the champion gate's margin for versions approved without it
+DEFAULT_PROMOTION_MARGIN = 0.02  # training.promotionMargin's default (infra/stack_config.py)
 MODEL_VERSION_ENV = "MODEL_VERSION"  # in the model container's environment: the registry version
 
 ALL_AT_ONCE, CANARY, LINEAR = "all-at-once", "canary", "linear"
@@ -112,6 +114,7 @@ class DeploySettings:
     policy: DeploymentPolicy = DeploymentPolicy()
     retain_variant_properties: bool = True
     serving_files_uri: str | None = None  # None: nothing is published after a deployment
+    promotion_margin: float = DEFAULT_PROMOTION_MARGIN
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DeploySettings:
@@ -143,6 +146,7 @@ class DeploySettings:
             policy=policy,
             retain_variant_properties=_boolean(env, ENV_RETAIN, default=True),
             serving_files_uri=env.get(ENV_SERVING_FILES) or None,
+            promotion_margin=_number(env, ENV_MARGIN, DEFAULT_PROMOTION_MARGIN),
         )
         settings.check()
         return settings
@@ -164,6 +168,8 @@ def _setting_problems(settings: DeploySettings) -> list[str]:
         problems.append(f"{ENV_CAPTURE_PERCENT} must be 0..100")
     if settings.data_capture_percent > 0 and not (settings.data_capture_uri or "").startswith("s3://"):
         problems.append(f"{ENV_CAPTURE_URI} must be an s3:// URI while {ENV_CAPTURE_PERCENT} > 0")
+    if not 0 <= settings.promotion_margin <= 1:
+        problems.append(f"{ENV_MARGIN} must be 0..1")
     problems.extend(_policy_problems(settings.policy))
     if settings.stage == PROD:
         problems.extend(_prod_problems(settings))
@@ -391,6 +397,19 @@ def _integer(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigurationError(f"{name}={raw!r} is not an integer") from None
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{name}={raw!r} is not a finite number")
+    return value
 
 
 def _boolean(env: Mapping[str, str], name: str, *, default: bool) -> bool:

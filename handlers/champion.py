@@ -8,7 +8,9 @@ ones (rmse, mae, loss) ``challenger <= champion + margin``. :func:`record_decisi
 comparison into the challenger's registry entry (``CustomerMetadataProperties["comparison.*"]``)
 and rejects it, with the reason as its ``ApprovalDescription``, when refused. A promoted
 challenger stays ``PendingManualApproval`` unless the caller asks for approval: approval is what
-deploys a model.
+deploys a model. :func:`record_skip` records a deliberate approval without comparison
+(``comparison.decision=skipped``); the deployer compares any approved version that has neither
+(``handlers._deploy_gate``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from handlers.model_registry import (
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
-PROMOTE, REFUSE = "promote", "refuse"
+PROMOTE, REFUSE, SKIPPED = "promote", "refuse", "skipped"
 LOWER_IS_BETTER = frozenset({"rmse", "mse", "mae", "loss", "log_loss", "logloss", "error", "error_rate"})
 HIGHER_IS_BETTER = frozenset(
     {"accuracy", "balanced_accuracy", "f1", "macro_f1", "precision", "recall", "auc", "roc_auc", "r2"}
@@ -202,10 +204,31 @@ def record_decision(
     Returns the challenger as the registry describes it afterwards.
     """
     registry = ModelRegistry(client)
-    current = registry.describe(challenger_arn)
+    current = _write_comparison(
+        client, registry, challenger_arn, comparison_metadata(decision, champion.label if champion else None)
+    )
+    if not decision.promote:
+        return registry.reject(current.arn, _fit(decision.reason))
+    if approve_on_promote:
+        return registry.approve(current.arn, _fit(decision.reason))
+    return registry.describe(current.arn)
+
+
+def record_skip(client: SageMakerClient, version_arn: str, reason: str) -> ModelVersion:
+    """Record that the version is approved without a comparison, on purpose (the deployer then
+    deploys it as approved instead of comparing it): ``comparison.decision=skipped``."""
+    entries = {f"{COMPARISON_PREFIX}decision": SKIPPED, f"{COMPARISON_PREFIX}reason": _fit(reason)}
+    return _write_comparison(client, ModelRegistry(client), version_arn, entries)
+
+
+def _write_comparison(
+    client: SageMakerClient, registry: ModelRegistry, arn: str, entries: Mapping[str, str]
+) -> ModelVersion:
+    """Replace the version's ``comparison.*`` metadata with ``entries``; returns it as described before."""
+    current = registry.describe(arn)
     properties = {
         k: v for k, v in current.customer_metadata.items() if not k.startswith(COMPARISON_PREFIX)
-    } | comparison_metadata(decision, champion.label if champion else None)
+    } | dict(entries)
     if len(properties) > MAX_METADATA_ENTRIES:
         properties = dict(list(properties.items())[-MAX_METADATA_ENTRIES:])  # the comparison is newest
     try:
@@ -216,11 +239,7 @@ def record_decision(
         raise RegistryError(
             f"model version {current.arn!r}: {code}: {error.get('Message', '')}", code
         ) from exc
-    if not decision.promote:
-        return registry.reject(current.arn, _fit(decision.reason))
-    if approve_on_promote:
-        return registry.approve(current.arn, _fit(decision.reason))
-    return registry.describe(current.arn)
+    return current
 
 
 def _mean_confidence(predictions: Sequence[Mapping[str, Any]]) -> float | None:

@@ -24,7 +24,9 @@ Environment: ``MODEL_PACKAGE_GROUP``, ``ENDPOINT_NAME``, ``SAGEMAKER_EXECUTION_R
 ``ROLLBACK_ALARM_NAMES`` (comma-separated or a JSON list), ``PROVISIONING_ALLOWANCE_SECONDS``
 (1800), ``RETAIN_VARIANT_PROPERTIES`` (true), ``ENDPOINT_URL_SAGEMAKER`` (local mode), and
 ``SERVING_FILES_S3_URI`` (a verified version's ``input-schema.json`` and ``baseline.json`` are
-copied there: ``handlers._deploy_serving_files``) and ``AWS_REGION`` from the Lambda runtime.
+copied there: ``handlers._deploy_serving_files``), ``PROMOTION_MARGIN`` (0.02; the champion
+gate's margin for a version approved without it: ``handlers._deploy_gate``) and ``AWS_REGION``
+from the Lambda runtime.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from handlers._deploy_errors import (
+    ChampionGateRefusedError,
     DeploymentConflictError,
     DeploymentError,
     DeploymentFailed,
@@ -49,6 +52,7 @@ from handlers._deploy_errors import (
     DeploymentTimeoutError,
     ModelNotApprovedError,
 )
+from handlers._deploy_gate import endpoint_tags, gate_unchecked_approval
 from handlers._deploy_plan import (
     ALL_AT_ONCE,
     CANARY,
@@ -212,13 +216,22 @@ def deploy_model_version(
 ) -> DeploymentStarted:
     """Deploy one approved model version to the endpoint; returns before traffic has moved.
 
-    Raises ModelNotApprovedError (never deployed), DeploymentConflictError (the endpoint is busy
-    or broken) or DeploymentError (SageMaker refused a request).
+    A version approved without the champion gate is compared with the served one first
+    (``handlers._deploy_gate``). Raises ModelNotApprovedError (never deployed),
+    ChampionGateRefusedError (worse than the served version: rejected), DeploymentConflictError
+    (the endpoint is busy or broken) or DeploymentError (SageMaker refused a request).
     """
     model = ModelRegistry(client).require_approved(package_arn)
     if model.group != config.group:
         raise DeploymentConflictError(
             f"model version {model.label} is not in this deployer's group {config.group!r}"
+        )
+    state = describe_endpoint_state(client, config.endpoint_name)
+    # Before anything is created: a refused version leaves no model or config behind.
+    decision = gate_unchecked_approval(client, state, model, config.promotion_margin)
+    if decision is not None and not decision.promote:
+        raise ChampionGateRefusedError(
+            f"model version {model.label}: champion gate {decision.reason}", model.arn
         )
     model_request = build_model_request(config, model)
     _create_once(lambda: client.create_model(**model_request), "model", model_request["ModelName"])
@@ -226,7 +239,6 @@ def deploy_model_version(
     config_name = config_request["EndpointConfigName"]
     _create_once(lambda: client.create_endpoint_config(**config_request), "endpoint config", config_name)
 
-    state = describe_endpoint_state(client, config.endpoint_name)
     deployment_config: dict[str, Any] | None = None
     if state is None:
         _endpoint_call(
@@ -344,7 +356,7 @@ def verify_endpoint_event(
         logger.info(
             "event status differs from the endpoint's", extra={"event": change.status, "now": state.status}
         )
-    tags = _endpoint_tags(client, state.arn)
+    tags = endpoint_tags(client, state.arn)
     expected = tags.get(TAG_EXPECTED_CONFIG)
     if not expected:
         return {"status": "ignored", "reason": "no deployment by this deployer is recorded on the endpoint"}
@@ -425,19 +437,6 @@ def _count(name: str, endpoint: str) -> None:
         metric.add_dimension(name="EndpointName", value=endpoint)
 
 
-def _endpoint_tags(client: SageMakerClient, arn: str | None) -> dict[str, str]:
-    if not arn:
-        return {}
-    tags: dict[str, str] = {}
-    request: dict[str, Any] = {"ResourceArn": arn}
-    while True:
-        page = client.list_tags(**request)
-        tags.update({tag["Key"]: tag["Value"] for tag in page.get("Tags", [])})
-        if not page.get("NextToken"):
-            return tags
-        request["NextToken"] = page["NextToken"]
-
-
 def _mark_verified(client: SageMakerClient, arn: str | None, value: str) -> None:
     if not arn:
         return
@@ -476,6 +475,11 @@ def _on_model_package_change(
     except ModelNotApprovedError as exc:
         # Approved, then rejected before this ran: the registry, read now, wins.
         logger.warning("refused to deploy", extra={"model_package": exc.arn, "approval_status": exc.status})
+        _count("DeploymentRefused", config.endpoint_name)
+        return {"status": "refused", "reason": exc.message, "model_package_arn": exc.arn}
+    except ChampionGateRefusedError as exc:
+        # Approved without the gate (the console) and worse than the served version: rejected.
+        logger.warning("champion gate refused", extra={"model_package": exc.arn, "reason": exc.message})
         _count("DeploymentRefused", config.endpoint_name)
         return {"status": "refused", "reason": exc.message, "model_package_arn": exc.arn}
     metrics.add_metric(name="DeploymentStarted", unit=MetricUnit.Count, value=1)

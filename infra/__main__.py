@@ -94,6 +94,7 @@ deployer = Deployer(
         artifacts_bucket=data_lake.bucket_names["artifacts"],
         artifacts_bucket_arn=data_lake.bucket_arns["artifacts"],
         functions=prediction_api.function_settings,
+        promotion_margin=config.training.promotion_margin,
     ),
     opts=context.component_opts(),
 )

@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers._deploy_plan import approval_event_pattern, endpoint_event_pattern
+from handlers._deploy_plan import DEFAULT_PROMOTION_MARGIN, approval_event_pattern, endpoint_event_pattern
 from handlers.packaging import HANDLER_ENTRYPOINTS
 from infra.api import INPUT_SCHEMA_KEY
 from infra.context import StackIdentity
@@ -51,6 +51,7 @@ class DeployerArgs:
     artifacts_bucket, artifacts_bucket_arn: where versions' evaluation outputs are and where the
         serving files of a verified version are published (``serving/``).
     functions: the stack's shared Lambda settings (code, layer, logs).
+    promotion_margin: the champion gate's margin, for versions approved without the gate.
     """
 
     stack: StackIdentity
@@ -68,6 +69,7 @@ class DeployerArgs:
     artifacts_bucket: pulumi.Input[str]
     artifacts_bucket_arn: pulumi.Input[str]
     functions: FunctionSettings
+    promotion_margin: float = DEFAULT_PROMOTION_MARGIN
 
 
 class Deployer(pulumi.ComponentResource):
@@ -132,6 +134,7 @@ class Deployer(pulumi.ComponentResource):
             "BAKING_SECONDS": str(deployment.baking_seconds),
             "TERMINATION_WAIT_SECONDS": str(deployment.termination_wait_seconds),
             "ROLLBACK_ALARM_NAMES": pulumi.Output.json_dumps(args.rollback_alarm_names),
+            "PROMOTION_MARGIN": f"{args.promotion_margin:g}",
             # The API and drift Lambdas read the served version's files here (infra/api.py).
             "SERVING_FILES_S3_URI": pulumi.Output.concat(
                 "s3://", args.artifacts_bucket, f"/{SERVING_PREFIX}/"
@@ -154,6 +157,14 @@ class Deployer(pulumi.ComponentResource):
                 "Resource": self._args.stack.arn("sagemaker", f"model-package/{group}/*"),
             },
             {
+                # The champion gate records its comparison on a version approved without it, and
+                # rejects a worse one (handlers/_deploy_gate.py).
+                "Sid": "RecordChampionGateDecisions",
+                "Effect": "Allow",
+                "Action": "sagemaker:UpdateModelPackage",
+                "Resource": self._args.stack.arn("sagemaker", f"model-package/{group}/*"),
+            },
+            {
                 "Sid": "RollOutToThisEndpoint",
                 "Effect": "Allow",
                 "Action": [
@@ -163,6 +174,7 @@ class Deployer(pulumi.ComponentResource):
                     "sagemaker:UpdateEndpoint",
                     "sagemaker:DescribeEndpoint",
                     "sagemaker:DescribeEndpointConfig",
+                    "sagemaker:DescribeModel",
                     "sagemaker:AddTags",
                     "sagemaker:ListTags",
                 ],

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from handlers._deploy_gate import endpoint_tags
 from handlers._deploy_plan import TAG_EXPECTED_CONFIG, TAG_MODEL_PACKAGE, TAG_MODEL_VERSION
 from handlers._deploy_verify import DeploymentVerified, describe_endpoint_state, evaluate_endpoint
 from handlers.exceptions import ConfigurationError
@@ -205,20 +206,6 @@ def _expected_config(
             "pass --expected-config or --model-version"
         )
     return expected, ""
-
-
-def endpoint_tags(sagemaker: Any, arn: str | None) -> dict[str, str]:
-    if not arn:
-        return {}
-    tags: dict[str, str] = {}
-    request: dict[str, Any] = {"ResourceArn": arn}
-    while True:
-        page = sagemaker.list_tags(**request)
-        # Later entries win: moto appends a re-added key instead of replacing it.
-        tags.update({tag["Key"]: tag["Value"] for tag in page.get("Tags", [])})
-        if not page.get("NextToken"):
-            return tags
-        request["NextToken"] = page["NextToken"]
 
 
 # --- the smoke request ------------------------------------------------------------------------------------

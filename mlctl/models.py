@@ -26,10 +26,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from handlers import champion
-from handlers._deploy_plan import TAG_EXPECTED_CONFIG, TAG_MODEL_PACKAGE
+from handlers._deploy_gate import UnknownServedVersionError, served_version
+from handlers._deploy_plan import DEFAULT_PROMOTION_MARGIN
 from handlers.model_registry import APPROVAL_STATUSES, APPROVED, ModelRegistry, ModelVersion
 from infra.stack_config import StackConfigError, UnknownStackError, load_stack_config
-from mlctl.deploy_wait import endpoint_tags
 from mlctl.targets import (
     EXIT_OK,
     CommandError,
@@ -42,7 +42,6 @@ from mlctl.targets import (
 
 MODEL_PACKAGE_EVENT = "SageMaker Model Package State Change"  # what the deployer's rule matches
 MAX_METRICS_LISTED = 3
-DEFAULT_PROMOTION_MARGIN = 0.02
 LAMBDA_MAX_SECONDS = 900  # a listing stays one line per version
 
 
@@ -132,7 +131,10 @@ def _approve(args: argparse.Namespace) -> int:
         target = resolve_target(args)
         registry = _registry(target)
         arn = registry.version_arn(_group(target), args.version)
-        if not args.skip_champion_gate:
+        if args.skip_champion_gate:
+            # Recorded, so the deployer deploys it as approved instead of comparing it itself.
+            champion.record_skip(client(target, "sagemaker"), arn, args.reason or "skipped by mlctl")
+        else:
             decision = champion_gate(target, registry, arn, args.margin)
             if decision is not None and not decision.promote:
                 raise CommandError(
@@ -232,32 +234,11 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def deployed_version(sagemaker: Any, registry: ModelRegistry, endpoint: str) -> ModelVersion:
-    """The registry version the endpoint serves now.
-
-    Read from the tags of the live endpoint config (and its model), which the deployer wrote when it
-    created them: the endpoint's own tags name the last *attempted* deployment, which a silent
-    rollback leaves pointing at a config that does not serve.
-    """
-    described = sagemaker.describe_endpoint(EndpointName=endpoint)
-    config_name = described.get("EndpointConfigName")
-    if not config_name:
-        raise CommandError(f"endpoint {endpoint} has no endpoint config")
-    config = sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
-    arns = [config.get("EndpointConfigArn")]
-    variants = config.get("ProductionVariants") or []
-    if variants and variants[0].get("ModelName"):
-        arns.append(sagemaker.describe_model(ModelName=variants[0]["ModelName"]).get("ModelArn"))
-    for arn in arns:
-        package = endpoint_tags(sagemaker, arn).get(TAG_MODEL_PACKAGE)
-        if package:
-            return registry.describe(package)
-    on_endpoint = endpoint_tags(sagemaker, described.get("EndpointArn"))
-    if on_endpoint.get(TAG_EXPECTED_CONFIG) == config_name and on_endpoint.get(TAG_MODEL_PACKAGE):
-        return registry.describe(on_endpoint[TAG_MODEL_PACKAGE])
-    raise CommandError(
-        f"endpoint {endpoint} serves {config_name}, which names no model package "
-        f"(tag {TAG_MODEL_PACKAGE}): it was not deployed by the deployer"
-    )
+    """The registry version the endpoint serves now (``handlers._deploy_gate.served_version``)."""
+    try:
+        return served_version(sagemaker, registry, endpoint)
+    except UnknownServedVersionError as exc:
+        raise CommandError(exc.message) from None
 
 
 def _rollback_target(

@@ -344,9 +344,9 @@ class Workflow:
 
     def deploy(self, version: Any, settings: Any) -> Any:
         """The deployer's own calls, then its verification of the outcome."""
+        from handlers._deploy_gate import endpoint_tags  # noqa: PLC0415
         from handlers._deploy_verify import verify_deployment  # noqa: PLC0415
         from handlers.deployer import deploy_model_version, publish_for_endpoint  # noqa: PLC0415
-        from mlctl.deploy_wait import endpoint_tags  # noqa: PLC0415
 
         started = deploy_model_version(self.sagemaker, settings, version.arn)
         self.say(f"deployment {started.action}: {started.endpoint} -> {started.expected_config}")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from infra.offline import Plan
+from infra.stack_config import read_stack_values
 from tests.infra.conftest import policy_document
 
 
@@ -93,3 +95,21 @@ def test_a_verified_version_publishes_its_serving_files_where_the_lambdas_read_t
         "s3:PutObject",
         f"{arn}/serving/*",
     )
+
+
+def test_versions_approved_without_the_gate_are_compared_with_the_stacks_margin(stack_plan: Plan) -> None:
+    env = stack_plan.named("deployer-deployer").inputs["environment"]["variables"]
+    assert float(env["PROMOTION_MARGIN"]) == 0.02  # training.promotionMargin's default
+    # AND the role may record the comparison (and reject) on this group's versions only
+    by_sid = statements(stack_plan)
+    group = stack_plan.outputs["modelPackageGroupName"]
+    gate = by_sid["RecordChampionGateDecisions"]
+    assert gate["Action"] == "sagemaker:UpdateModelPackage"
+    assert gate["Resource"] == f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{group}/*"
+
+
+def test_a_configured_promotion_margin_reaches_the_deployer(plan_with: Callable[..., Plan]) -> None:
+    training = read_stack_values("dev")["ml-platform:training"]
+    plan = plan_with(**{"ml-platform:training": {**training, "promotionMargin": 0.05}})
+    env = plan.named("deployer-deployer").inputs["environment"]["variables"]
+    assert float(env["PROMOTION_MARGIN"]) == 0.05

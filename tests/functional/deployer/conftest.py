@@ -162,13 +162,13 @@ def approved(moto_sagemaker: Any) -> Callable[..., ModelVersion]:
     """Register a version (run N) and approve it, unless told to leave it pending or reject it."""
     registry = ModelRegistry(moto_sagemaker)
 
-    def make(run: int = 1, status: str = "Approved") -> ModelVersion:
+    def make(run: int = 1, status: str = "Approved", accuracy: float = 0.95) -> ModelVersion:
         version = registry.register(
             GROUP,
             f"s3://mlp-dev-artifacts-{ACCOUNT}-{REGION}/models/run-{run}/model.tar.gz",
             IMAGE,
             dataset_version=f"2024-06-0{run}T00-00-00Z",
-            metrics={"accuracy": 0.95},
+            metrics={"accuracy": accuracy},
             environment={"TS_DEFAULT_WORKERS_PER_MODEL": "1"},
         )
         if status == "Approved":
@@ -215,3 +215,12 @@ def emitted_metrics(stdout: str) -> list[tuple[str, dict[str, str]]]:
             dimensions = {name: document[name] for group in directive["Dimensions"] for name in group}
             found.extend((metric["Name"], dimensions) for metric in directive["Metrics"])
     return found
+
+
+Approved = Callable[..., ModelVersion]  # the ``approved`` fixture
+Split = Callable[..., tuple[SplitClient, Stubber]]  # the ``split`` fixture
+
+
+def handle(event: dict[str, Any]) -> dict[str, Any]:
+    """The deployer Lambda on one event."""
+    return deployer.lambda_handler(event, FakeContext())

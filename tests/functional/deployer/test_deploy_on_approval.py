@@ -7,9 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 
-from handlers import deployer
 from handlers._deploy_errors import DeploymentConflictError
 from handlers._deploy_plan import TAG_EXPECTED_CONFIG
 from handlers.model_registry import ModelVersion
@@ -22,20 +21,15 @@ from tests.functional.deployer.conftest import (
     IMAGE,
     KMS_KEY,
     ROLE,
-    FakeContext,
-    SplitClient,
+    Approved,
+    Split,
     approval_event,
     emitted_metrics,
     endpoint_description,
+    handle,
 )
 
-Approved = Callable[..., ModelVersion]
-Split = Callable[..., tuple[SplitClient, Stubber]]
 NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-
-
-def handle(event: dict[str, Any]) -> dict[str, Any]:
-    return deployer.lambda_handler(event, FakeContext())
 
 
 def endpoint_tags(sagemaker: Any) -> dict[str, str]:

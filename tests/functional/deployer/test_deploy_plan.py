@@ -137,6 +137,9 @@ def test_no_capture_config_when_sampling_is_off() -> None:
         ({"INITIAL_INSTANCE_COUNT": "two"}, "not an integer"),
         ({"DATA_CAPTURE_S3_URI": ""}, "DATA_CAPTURE_S3_URI must be an s3:// URI"),
         ({"VARIANT_NAME": "primary_variant"}, "not a valid variant name"),
+        ({"PROMOTION_MARGIN": "two percent"}, "PROMOTION_MARGIN='two percent' is not a number"),
+        ({"PROMOTION_MARGIN": "nan"}, "PROMOTION_MARGIN='nan' is not a finite number"),
+        ({"PROMOTION_MARGIN": "1.5"}, "PROMOTION_MARGIN must be 0..1"),
         ({"DEPLOYMENT_STRATEGY": "linear", "LINEAR_STEP_PERCENT": "5", "BAKING_SECONDS": "3600"}, "limit"),
         # prod rules
         ({"ENVIRONMENT": "prod", "INITIAL_INSTANCE_COUNT": "1"}, "INITIAL_INSTANCE_COUNT >= 2"),

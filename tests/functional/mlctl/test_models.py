@@ -181,6 +181,10 @@ def test_approve_promotes_a_challenger_within_the_margin_and_records_why(
 def test_the_gate_can_be_skipped_explicitly(platform: Platform, mlctl: Callable[..., Result]) -> None:
     platform.register(1, metrics={"accuracy": 0.93})
     challenger = platform.register(2, status="Pending", metrics={"accuracy": 0.5})
-    result = mlctl("models", "approve", "2", "--skip-champion-gate", *platform.target)
+    result = mlctl("models", "approve", "2", "--skip-champion-gate", "--reason", "hotfix", *platform.target)
     assert result.code == 0, result.err
-    assert platform.registry.describe(challenger.arn).status == "Approved"
+    described = platform.registry.describe(challenger.arn)
+    assert described.status == "Approved"
+    # recorded, so the deployer deploys it as approved instead of comparing it itself
+    assert described.customer_metadata["comparison.decision"] == "skipped"
+    assert described.customer_metadata["comparison.reason"] == "hotfix"
