@@ -8,7 +8,8 @@ gets there. So, inside the emulator process (where moto's backend lives):
 
 - :func:`extend_moto` makes ``CreateEndpoint`` leave the endpoint ``Creating`` and adds
   ``UpdateEndpoint`` (``Updating``, the new config in ``PendingDeploymentSummary``), as SageMaker
-  reports them;
+  reports them; it also makes ``UpdateModelPackage`` keep what a request leaves out (moto resets
+  the approval status and description), as the deployer's champion gate relies on;
 - :class:`LocalHosting` watches the endpoints. For one that is ``Creating`` or ``Updating`` it
   downloads the target config's ``model.tar.gz`` from the emulated S3, starts
   ``python -m handlers.model_server`` on it (the container contract, on a free loopback port),
@@ -95,12 +96,35 @@ def extend_moto() -> Callable[[], None]:
         endpoint.last_modified_time = _now()
         return ActionResult({"EndpointArn": endpoint.arn})
 
+    from moto.sagemaker.models import SageMakerModelBackend  # noqa: PLC0415
+
+    original_update_package = SageMakerModelBackend.update_model_package
+
+    def update_model_package(self: Any, model_package_arn: str, model_approval_status: str | None,
+                             approval_description: str | None,
+                             customer_metadata_properties: dict[str, str] | None,
+                             *args: Any, **kwargs: Any) -> str:  # fmt: skip
+        # SageMaker changes only what the request names; moto resets the rest to None.
+        name = self.model_package_name_mapping.get(model_package_arn, model_package_arn)
+        current = self.model_packages.get(name)
+        if current is not None:
+            model_approval_status = model_approval_status or current.model_approval_status
+            approval_description = approval_description or current.approval_description
+            if customer_metadata_properties is None:
+                customer_metadata_properties = current.customer_metadata_properties
+        return original_update_package(
+            self, model_package_arn, model_approval_status, approval_description,
+            customer_metadata_properties, *args, **kwargs,
+        )  # fmt: skip
+
     SageMakerResponse.create_endpoint = create_endpoint  # type: ignore[method-assign]
     SageMakerResponse.update_endpoint = update_endpoint  # type: ignore[attr-defined]
+    SageMakerModelBackend.update_model_package = update_model_package  # type: ignore[method-assign]
     SageMakerResponse._mlp_hosting = True  # type: ignore[attr-defined]
 
     def undo() -> None:
         SageMakerResponse.create_endpoint = original_create  # type: ignore[method-assign]
+        SageMakerModelBackend.update_model_package = original_update_package  # type: ignore[method-assign]
         del SageMakerResponse.update_endpoint  # type: ignore[attr-defined]
         del SageMakerResponse._mlp_hosting  # type: ignore[attr-defined]
 

@@ -158,3 +158,23 @@ def test_a_new_endpoint_whose_server_fails_is_failed(sagemaker: Any, served: Any
     sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="config-v3")
     answer = _wait_for(sagemaker, "Failed")
     assert "model server did not start" in answer["FailureReason"]
+
+
+def test_a_metadata_update_keeps_the_approval_as_sagemaker_does(sagemaker: Any) -> None:
+    # GIVEN an approved model package (the deployer's champion gate then records its comparison)
+    from handlers.model_registry import ModelRegistry  # noqa: PLC0415
+
+    sagemaker.create_model_package_group(ModelPackageGroupName="mlp-dev-models")
+    registry = ModelRegistry(sagemaker)
+    version = registry.register(
+        "mlp-dev-models", "s3://artifacts/v1/model.tar.gz", "image", metrics={"accuracy": 0.9}
+    )
+    registry.approve(version.arn, "passed review")
+    # WHEN only its metadata is updated
+    sagemaker.update_model_package(
+        ModelPackageArn=version.arn, CustomerMetadataProperties={"comparison.decision": "promote"}
+    )
+    # THEN the approval and its description stay, as in SageMaker (plain moto resets both)
+    described = registry.describe(version.arn)
+    assert (described.status, described.approval_description) == ("Approved", "passed review")
+    assert described.customer_metadata == {"comparison.decision": "promote"}
