@@ -104,14 +104,22 @@ def timed_in_fresh_interpreter(statement: str, env: dict[str, str], cwd: Path) -
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def lambda_file_system(scratch: Path, bytecode: bool) -> tuple[dict[str, str], Path]:
-    """The built zips extracted as Lambda lays them out; the environment and task root to import in."""
+def build_zips(out_dir: Path) -> dict[str, Any]:
+    """The handlers zip and the layer, built once for the whole run."""
     sys.path.insert(0, str(REPO))
     from handlers import packaging  # noqa: PLC0415
 
-    task_root, opt = scratch / "task", scratch / "opt"
-    zipfile.ZipFile(packaging.build_handlers_zip(scratch).path).extractall(task_root)  # type: ignore[arg-type]
-    zipfile.ZipFile(packaging.build_layer_zip(scratch, offline=True).path).extractall(opt)  # type: ignore[arg-type]
+    return {
+        "handlers": packaging.build_handlers_zip(out_dir),
+        "layer": packaging.build_layer_zip(out_dir, offline=True),
+    }
+
+
+def lambda_file_system(zips: dict[str, Any], root: Path, bytecode: bool) -> tuple[dict[str, str], Path]:
+    """The zips extracted as Lambda lays them out; the environment and task root to import in."""
+    task_root, opt = root / "task", root / "opt"
+    zipfile.ZipFile(zips["handlers"].path).extractall(task_root)
+    zipfile.ZipFile(zips["layer"].path).extractall(opt)
     if not bytecode:
         for cache in [*task_root.rglob("__pycache__"), *opt.rglob("__pycache__")]:
             shutil.rmtree(cache, ignore_errors=True)
@@ -120,10 +128,10 @@ def lambda_file_system(scratch: Path, bytecode: bool) -> tuple[dict[str, str], P
     return {**LAMBDA_RUNTIME_ENV, "LAMBDA_TASK_ROOT": str(task_root), "PYTHONPATH": python_path}, task_root
 
 
-def cold(repeats: int) -> dict[str, float]:
+def cold(zips: dict[str, Any], repeats: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as scratch:
-        shipped, task_root = lambda_file_system(Path(scratch) / "shipped", bytecode=True)
-        source_only, source_root = lambda_file_system(Path(scratch) / "source", bytecode=False)
+        shipped, task_root = lambda_file_system(zips, Path(scratch) / "shipped", bytecode=True)
+        source_only, source_root = lambda_file_system(zips, Path(scratch) / "source", bytecode=False)
         first_answer = FIRST_ANSWER.format(bench=str(REPO / "bench"), event=str(EVENT))
         statements = {
             "boto3": ("import boto3", shipped, task_root),
@@ -164,25 +172,16 @@ def warm(requests: int) -> dict[str, float]:
     }
 
 
-def sizes() -> dict[str, Any]:
-    sys.path.insert(0, str(REPO))
-    from handlers import packaging  # noqa: PLC0415
-
-    with tempfile.TemporaryDirectory() as scratch:
-        handlers_zip = packaging.build_handlers_zip(Path(scratch))
-        layer_zip = packaging.build_layer_zip(Path(scratch), offline=True)
-    return {"handlers": handlers_zip, "layer": layer_zip}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--requests", type=int, default=3000)
     args = parser.parse_args()
 
-    cold_ms = cold(args.repeats)
+    with tempfile.TemporaryDirectory() as out_dir:
+        zips = build_zips(Path(out_dir))
+        cold_ms = cold(zips, args.repeats)
     warm_ms = warm(args.requests)
-    zips = sizes()
     boto3_ms = cold_ms["boto3"]
     rows = [
         ("import boto3 (baseline)", f"{boto3_ms:.0f} ms", ""),

@@ -35,7 +35,7 @@ class UnknownServedVersionError(DeploymentError):
     """The endpoint serves a config that names no model package: the deployer did not create it."""
 
 
-def endpoint_tags(client: SageMakerClient | Any, arn: str | None) -> dict[str, str]:
+def endpoint_tags(client: SageMakerClient, arn: str | None) -> dict[str, str]:
     """The tags of a SageMaker resource, every page; {} without an ARN."""
     if not arn:
         return {}
@@ -50,7 +50,7 @@ def endpoint_tags(client: SageMakerClient | Any, arn: str | None) -> dict[str, s
         request["NextToken"] = page["NextToken"]
 
 
-def served_version(client: SageMakerClient | Any, registry: ModelRegistry, endpoint: str) -> ModelVersion:
+def served_version(client: SageMakerClient, registry: ModelRegistry, endpoint: str) -> ModelVersion:
     """The registry version the endpoint serves now (ClientError when there is no such endpoint)."""
     described = client.describe_endpoint(EndpointName=endpoint)
     return served_by_config(
@@ -59,7 +59,7 @@ def served_version(client: SageMakerClient | Any, registry: ModelRegistry, endpo
 
 
 def served_by_config(
-    client: SageMakerClient | Any,
+    client: SageMakerClient,
     registry: ModelRegistry,
     endpoint: str,
     config_name: str | None,

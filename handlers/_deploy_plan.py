@@ -43,7 +43,7 @@ ENV_RETAIN = "RETAIN_VARIANT_PROPERTIES"
 ENV_REGION = "AWS_REGION"  # set by the Lambda runtime
 ENV_SERVING_FILES = "SERVING_FILES_S3_URI"  # where a verified version's input schema/baseline go
 ENV_MARGIN = "PROMOTION_MARGIN"  # the champion gate's margin for versions approved without it
-DEFAULT_PROMOTION_MARGIN = 0.02  # training.promotionMargin's default (infra/stack_config.py)
+DEFAULT_PROMOTION_MARGIN = 0.02  # also training.promotionMargin's default (infra/stack_config.py)
 MODEL_VERSION_ENV = "MODEL_VERSION"  # in the model container's environment: the registry version
 
 ALL_AT_ONCE, CANARY, LINEAR = "all-at-once", "canary", "linear"

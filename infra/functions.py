@@ -28,7 +28,6 @@ from handlers.packaging import (
 )
 from infra.iam import policy_document, service_assume_role_policy
 
-RUNTIME = LAMBDA_RUNTIME
 # handlers/packaging.py downloads the layer for manylinux2014_x86_64: the functions must match it.
 ARCHITECTURE = "x86_64"
 LOG_LEVEL = "INFO"
@@ -64,7 +63,7 @@ def source_code_hash(path: Path) -> str:
 def cached_layer_name() -> str:
     """The cached layer zip's name: one per powertools version, runtime, platform and layout."""
     version = importlib.metadata.version("aws-lambda-powertools")
-    return f"powertools-{version}-{RUNTIME}-{ARCHITECTURE}-v{LAYER_LAYOUT_VERSION}.zip"
+    return f"powertools-{version}-{LAMBDA_RUNTIME}-{ARCHITECTURE}-v{LAYER_LAYOUT_VERSION}.zip"
 
 
 def powertools_layer_zip(cache_dir: Path | None = None) -> Path:
@@ -102,7 +101,7 @@ def powertools_layer(
         description="aws-lambda-powertools[parser,tracer] for the platform's functions",
         code=pulumi.FileArchive(str(path)),
         source_code_hash=source_code_hash(path),
-        compatible_runtimes=[RUNTIME],
+        compatible_runtimes=[LAMBDA_RUNTIME],
         compatible_architectures=[ARCHITECTURE],
         opts=opts,
     )
@@ -188,7 +187,7 @@ class FunctionBuilder:
             name=function_name,
             description=description,
             role=role.arn,
-            runtime=RUNTIME,
+            runtime=LAMBDA_RUNTIME,
             architectures=[ARCHITECTURE],
             handler=handler,
             code=settings.code,

@@ -33,6 +33,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from handlers._deploy_plan import DEFAULT_PROMOTION_MARGIN
+
 PROJECT = "ml-platform"
 REGION_KEY = "aws:region"
 
@@ -110,7 +112,7 @@ class TrainingConfig(_Section):
     evaluation_metric: str = "accuracy"
     evaluation_threshold: Annotated[float, Field(ge=0)] = 0.9
     # Champion gate: how much worse (absolute, per metric) a new version may be than the served one.
-    promotion_margin: Annotated[float, Field(ge=0, le=1)] = 0.02
+    promotion_margin: Annotated[float, Field(ge=0, le=1)] = DEFAULT_PROMOTION_MARGIN
     network_isolation: bool = True
     inter_container_encryption: bool = True
 
