@@ -7,7 +7,7 @@ STACK ?= dev
 EXTRAS := infra,train,lambda,serve,local,dev
 # The install is redone whenever pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
-LINT_PATHS := infra training_jobs handlers models mlctl policy tests $(wildcard bench)
+LINT_PATHS := infra training_jobs handlers models mlctl emulator policy tests bench scripts
 
 .PHONY: install run plan down lint format typecheck test test-only clean
 
@@ -40,7 +40,7 @@ format: install
 	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 typecheck: install
-	$(BIN)/mypy infra training_jobs handlers models mlctl policy
+	$(BIN)/mypy infra training_jobs handlers models mlctl emulator policy
 
 ## Everything CI runs: lint, types, then the whole test suite.
 test: lint typecheck test-only

@@ -70,7 +70,8 @@ APIGatewayRestResolver()
 """
 FIRST_ANSWER = """
 import json, time
-from handlers import endpoint_client, predict_api
+from handlers.api import endpoint_client
+from handlers.api import handler as predict_api
 sys.path.insert(0, {bench!r})
 from lambda_api import FakeEndpoint, FakeContext
 endpoint_client.runtime_client.set(FakeEndpoint())
@@ -107,7 +108,7 @@ def timed_in_fresh_interpreter(statement: str, env: dict[str, str], cwd: Path) -
 def build_zips(out_dir: Path) -> dict[str, Any]:
     """The handlers zip and the layer, built once for the whole run."""
     sys.path.insert(0, str(REPO))
-    from handlers import packaging  # noqa: PLC0415
+    from infra import lambda_package as packaging  # noqa: PLC0415
 
     return {
         "handlers": packaging.build_handlers_zip(out_dir),
@@ -135,8 +136,8 @@ def cold(zips: dict[str, Any], repeats: int) -> dict[str, float]:
         first_answer = FIRST_ANSWER.format(bench=str(REPO / "bench"), event=str(EVENT))
         statements = {
             "boto3": ("import boto3", shipped, task_root),
-            "handler": ("import handlers.predict_api", shipped, task_root),
-            "handler_source_only": ("import handlers.predict_api", source_only, source_root),
+            "handler": ("import handlers.api.handler", shipped, task_root),
+            "handler_source_only": ("import handlers.api.handler", source_only, source_root),
             "libraries": (LIBRARIES, shipped, task_root),
             "libraries_event_handler": (LIBRARIES + EVENT_HANDLER, shipped, task_root),
             "first_answer": (first_answer, {**shipped, "POWERTOOLS_TRACE_DISABLED": "true"}, task_root),
@@ -151,7 +152,8 @@ def cold(zips: dict[str, Any], repeats: int) -> dict[str, float]:
 def warm(requests: int) -> dict[str, float]:
     os.environ.update(ENV)
     sys.path.insert(0, str(REPO))
-    from handlers import endpoint_client, predict_api  # noqa: PLC0415 - after the environment is set
+    from handlers.api import endpoint_client  # noqa: PLC0415 - after the environment is set
+    from handlers.api import handler as predict_api  # noqa: PLC0415 - after the environment is set
 
     endpoint_client.runtime_client.set(FakeEndpoint())  # type: ignore[arg-type]
     event = json.loads(EVENT.read_text())
@@ -185,7 +187,7 @@ def main() -> None:
     boto3_ms = cold_ms["boto3"]
     rows = [
         ("import boto3 (baseline)", f"{boto3_ms:.0f} ms", ""),
-        ("import handlers.predict_api, shipped artifacts", f"{cold_ms['handler']:.0f} ms", ""),
+        ("import handlers.api.handler, shipped artifacts", f"{cold_ms['handler']:.0f} ms", ""),
         ("  ratio handler / boto3", f"{cold_ms['handler'] / boto3_ms:.2f}x", "target <= 1.5x"),
         ("  same artifacts without bytecode", f"{cold_ms['handler_source_only'] / boto3_ms:.2f}x", ""),
         ("  its libraries alone (no code of ours)", f"{cold_ms['libraries'] / boto3_ms:.2f}x", "the floor"),

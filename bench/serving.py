@@ -6,7 +6,7 @@ One model (MLP 512-2048-2048-10, TorchScript ``model.pth``), one body format (JS
 ``{"instances": [[512 floats]]}``, one row per request; answer ``{"predictions": [[10 floats]]}``)
 and one machine, side by side:
 
-- ``ours``: ``python -m handlers.model_server`` (dynamic batching) on the DLC-layout model folder,
+- ``ours``: ``python -m handlers.serving.server`` (dynamic batching) on the DLC-layout model folder,
   2 workers x 1 torch thread (one worker per core, as tuned TorchServe runs);
 - ``torchserve-sagemaker-defaults``: TorchServe through the SageMaker PyTorch inference toolkit
   with every default (what the SageMaker PyTorch DLC runs out of the box);
@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._serving_loadgen import LoadResult, build_request, run_load
-from mlctl.local.ports import free_port
+from emulator.ports import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -329,7 +329,15 @@ def server_specs(
         ),
         OURS: ServerSpec(
             OURS,
-            [python, "-m", "handlers.model_server", "--model-dir", str(model_dir), "--port", str(ports[OURS])]
+            [
+                python,
+                "-m",
+                "handlers.serving.server",
+                "--model-dir",
+                str(model_dir),
+                "--port",
+                str(ports[OURS]),
+            ]
             + ["--log-level", "warning"]
             + ["--workers", str(args.workers), "--max-batch-size", str(args.max_batch_size)]
             + [

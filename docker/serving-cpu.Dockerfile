@@ -32,5 +32,5 @@ WORKDIR /home/model-server
 # SageMaker may pick the port (multi-container endpoints, inference pipelines): the server honours it.
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
 EXPOSE 8080
-ENTRYPOINT ["python", "-m", "handlers.model_server", "--host", "0.0.0.0"]
+ENTRYPOINT ["python", "-m", "handlers.serving.server", "--host", "0.0.0.0"]
 CMD ["serve"]

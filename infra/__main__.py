@@ -7,7 +7,10 @@ from infra.api import PredictionApi, PredictionApiArgs
 from infra.context import create_stack_context, load_stack_config_from_pulumi
 from infra.data_lake import DataLake, DataLakeArgs
 from infra.deployer import Deployer, DeployerArgs
+from infra.functions import FunctionSettings
+from infra.lambda_code import build_lambda_code
 from infra.monitoring import Monitoring, MonitoringArgs
+from infra.preprocessing import BatchPreprocessing, BatchPreprocessingArgs
 from infra.registry import ModelRegistry, ModelRegistryArgs
 from infra.serving import InferenceEndpoint, InferenceEndpointArgs
 from infra.training import TrainingPipeline, TrainingPipelineArgs
@@ -21,6 +24,27 @@ data_lake = DataLake(
     DataLakeArgs(
         stack=context.identity,
         data=config.data,
+    ),
+    opts=context.component_opts(),
+)
+# One handlers zip and one layer for every function of the stack.
+functions = FunctionSettings(
+    name_prefix=config.name_prefix,
+    account_id=context.account_id,
+    kms_key_arn=data_lake.key.arn,
+    log_retention_days=config.log_retention_days,
+    code=build_lambda_code(
+        config.name_prefix, config.api.powertools_layer_arn, pulumi.ResourceOptions(provider=context.provider)
+    ),
+)
+preprocessing = BatchPreprocessing(
+    "preprocessing",
+    BatchPreprocessingArgs(
+        stack=context.identity,
+        kms_key_arn=data_lake.key.arn,
+        bucket_names=data_lake.bucket_names,
+        bucket_arns=data_lake.bucket_arns,
+        functions=functions,
     ),
     opts=context.component_opts(),
 )
@@ -72,7 +96,7 @@ prediction_api = PredictionApi(
         bucket_names=data_lake.bucket_names,
         bucket_arns=data_lake.bucket_arns,
         api=config.api,
-        log_retention_days=config.log_retention_days,
+        functions=functions,
     ),
     opts=context.component_opts(),
 )
@@ -93,7 +117,7 @@ deployer = Deployer(
         alarm_topic_arn=alerts.topic.arn,
         artifacts_bucket=data_lake.bucket_names["artifacts"],
         artifacts_bucket_arn=data_lake.bucket_arns["artifacts"],
-        functions=prediction_api.function_settings,
+        functions=functions,
         promotion_margin=config.training.promotion_margin,
     ),
     opts=context.component_opts(),
@@ -106,7 +130,7 @@ monitoring = Monitoring(
         variant_name=config.serving.variants[0].name,
         function_names={
             "predict-api": prediction_api.api_function.name,
-            "preprocess-batch": prediction_api.batch_function.name,
+            "preprocess-batch": preprocessing.function.name,
             "deployer": deployer.function.name,
         },
         api_name=prediction_api.rest_api.name,
@@ -122,7 +146,7 @@ monitoring = Monitoring(
         bucket_arns=data_lake.bucket_arns,
         pipeline_name=training.pipeline.pipeline_name,
         pipeline_arn=training.pipeline.arn,
-        functions=prediction_api.function_settings,
+        functions=functions,
     ),
     opts=context.component_opts(),
 )
@@ -142,9 +166,9 @@ pulumi.export("apiStageName", prediction_api.stage_name)
 pulumi.export("apiKeyId", prediction_api.api_key.id if prediction_api.api_key else None)
 pulumi.export("predictApiFunctionName", prediction_api.api_function.name)
 pulumi.export("predictApiFunctionArn", prediction_api.api_function.arn)
-pulumi.export("preprocessFunctionName", prediction_api.batch_function.name)
-pulumi.export("preprocessFunctionArn", prediction_api.batch_function.arn)
-pulumi.export("preprocessDeadLetterQueueUrl", prediction_api.dead_letter_queue_url)
+pulumi.export("preprocessFunctionName", preprocessing.function.name)
+pulumi.export("preprocessFunctionArn", preprocessing.function.arn)
+pulumi.export("preprocessDeadLetterQueueUrl", preprocessing.dead_letter_queue_url)
 pulumi.export("alertTopicArn", alerts.topic.arn)
 pulumi.export("endpointName", config.endpoint_name)
 pulumi.export("modelRoleArn", serving.role.arn)

@@ -1,14 +1,12 @@
-"""PredictionApi: the authenticated HTTPS prediction API and the batch preprocessing function.
+"""PredictionApi: the authenticated HTTPS prediction API.
 
 - A regional REST API (``POST /v1/predict``, ``GET /v1/health`` and catch-alls, so unknown routes and
   wrong methods reach the Lambda, which answers 404/405 in the documented error format), API key +
   usage plan or IAM authorization on every method, request validation, JSON gateway responses, JSON
-  access logs, X-Ray, stage throttling and an optional WAF.
-- The API Lambda (``handlers.predict_api``), allowed to invoke only this stack's endpoint.
-- The batch preprocessing Lambda (``handlers.preprocess_batch``), started by EventBridge when an
-  object lands under ``raw/`` in the raw bucket, with bounded retries and an encrypted dead-letter queue.
+  access logs, X-Ray, stage throttling and an optional WAF (:mod:`infra.waf`).
+- The API Lambda (``handlers.api``), allowed to invoke only this stack's endpoint.
 
-See docs/api.md for the error contract and the functions' environment.
+See docs/api.md for the error contract and the function's environment.
 """
 
 from __future__ import annotations
@@ -21,10 +19,12 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers.packaging import HANDLER_ENTRYPOINTS
+from handlers.api.endpoint_client import ENDPOINT_NAME_ENV, LAMBDA_TIMEOUT_ENV
+from handlers.api.request import MAX_BODY_BYTES_ENV
+from handlers.common.contracts import INPUT_SCHEMA_KEY, METRICS_NAMESPACE
+from handlers.common.input_schema import SCHEMA_URI_ENV
 from infra.context import StackIdentity
-from infra.data_lake import RAW_PREFIX, raw_data_created_pattern
-from infra.functions import FunctionBuilder, FunctionSettings, handlers_code, powertools_layer
+from infra.functions import FunctionBuilder, FunctionSettings
 from infra.gateway_responses import (
     GATEWAY_RESPONSES,
     RETRY_AFTER_RESPONSES,
@@ -32,21 +32,13 @@ from infra.gateway_responses import (
     gateway_response_template,
 )
 from infra.iam import policy_document, service_assume_role_policy
+from infra.lambda_package import HANDLER_ENTRYPOINTS
 from infra.stack_config import ApiAuth, ApiConfig
+from infra.waf import web_acl
 
 COMPONENT_TYPE = "mlplatform:index:PredictionApi"
 STAGE_NAME = "live"
 API_GATEWAY_TIMEOUT_SECONDS = 29  # REST API integrations give up after 29 s
-METRICS_NAMESPACE = "ml-platform"
-INPUT_SCHEMA_KEY = "serving/input-schema.json"
-PROCESSED_PREFIXES = ("processed/", "quarantine/")
-# Batch preprocessing: objects up to 256 MiB are read whole, so the function gets room for them.
-BATCH_MEMORY_MB = 2048
-BATCH_TIMEOUT_SECONDS = 300
-BATCH_RESERVED_CONCURRENCY = 10
-BATCH_MAX_RETRIES = 2  # Lambda's async retries (at most 2); then the event goes to the DLQ
-BATCH_MAX_EVENT_AGE_SECONDS = 6 * 3600
-DLQ_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum: time to inspect and replay failures
 
 # What a prediction request must look like before the Lambda sees it (JSON Schema draft 4). The
 # Lambda checks the instances themselves against the model's input schema.
@@ -114,10 +106,10 @@ class PredictionApiArgs:
     stack: where the API lives (name prefix, region, account, partition).
     endpoint_name: the SageMaker endpoint the API invokes (created by the serving component); the
         API's role may invoke exactly this endpoint.
-    kms_key_arn: the stack key: log groups, the dead-letter queue and Lambda environments use it.
+    kms_key_arn: the stack key: the function reads the input schema (SSE-KMS) with it.
     bucket_names, bucket_arns: the data lake's buckets, by purpose (raw, processed, artifacts...).
     api: the stack's API settings.
-    log_retention_days: retention of every log group created here.
+    functions: the stack's shared Lambda settings (code, layer, log retention and key).
     input_schema_key: where the model's input schema lives in the artifacts bucket.
     manage_account_logging_role: set API Gateway's account-wide CloudWatch role (one per account and
         region, needed for access logs); False where another stack in the same account and region
@@ -130,7 +122,7 @@ class PredictionApiArgs:
     bucket_names: dict[str, pulumi.Output[str]]
     bucket_arns: dict[str, pulumi.Output[str]]
     api: ApiConfig
-    log_retention_days: int
+    functions: FunctionSettings
     input_schema_key: str = INPUT_SCHEMA_KEY
     manage_account_logging_role: bool = True
 
@@ -162,13 +154,11 @@ VALIDATED_METHOD = ("predict", "POST")
 
 
 class PredictionApi(pulumi.ComponentResource):
-    """The REST API, its Lambda, the batch preprocessing Lambda, their roles, logs and queue."""
+    """The REST API, its Lambda, their roles and logs, the usage plan and the optional WAF."""
 
     rest_api: aws.apigateway.RestApi
     stage: aws.apigateway.Stage
     api_function: aws.lambda_.Function
-    batch_function: aws.lambda_.Function
-    dead_letter_queue: aws.sqs.Queue
     api_key: aws.apigateway.ApiKey | None
     usage_plan: aws.apigateway.UsagePlan | None
     web_acl: aws.wafv2.WebAcl | None
@@ -189,20 +179,7 @@ class PredictionApi(pulumi.ComponentResource):
             args.bucket_arns["artifacts"], "/", args.input_schema_key
         )
 
-        code, code_hash = handlers_code()
-        self.layer_arn = powertools_layer(
-            f"{name}-powertools-layer", args.stack.name_prefix, args.api.powertools_layer_arn, self._child()
-        )
-        self.function_settings = FunctionSettings(
-            name_prefix=args.stack.name_prefix,
-            account_id=args.stack.account_id,
-            kms_key_arn=args.kms_key_arn,
-            log_retention_days=args.log_retention_days,
-            code=code,
-            code_hash=code_hash,
-            layer_arn=self.layer_arn,
-        )
-        self._functions = FunctionBuilder(self, name, self.function_settings)
+        self._functions = FunctionBuilder(self, name, args.functions)
 
         self.api_function = self._api_function()
         self.rest_api = aws.apigateway.RestApi(
@@ -229,16 +206,21 @@ class PredictionApi(pulumi.ComponentResource):
             opts=self._child(),
         )
         self.api_key, self.usage_plan = self._usage_plan()
-        self.web_acl = self._web_acl() if args.api.waf else None
+        self.web_acl = (
+            web_acl(
+                name,
+                args.stack,
+                throttle_rate_per_second=args.api.throttle_rate_per_second,
+                rest_api=self.rest_api,
+                stage=self.stage,
+                parent=self,
+            )
+            if args.api.waf
+            else None
+        )
         self.api_url = pulumi.Output.concat(
             "https://", self.rest_api.id, ".execute-api.", args.stack.region, ".amazonaws.com/", STAGE_NAME
         )
-
-        self.dead_letter_queue = self._dead_letter_queue()
-        # The queue's id is its URL (the provider's import key), and is known offline too.
-        self.dead_letter_queue_url: pulumi.Output[str] = self.dead_letter_queue.id
-        self.batch_function = self._batch_function()
-        self._batch_trigger()
 
         self.register_outputs(
             {
@@ -248,9 +230,6 @@ class PredictionApi(pulumi.ComponentResource):
                 "apiKeyId": self.api_key.id if self.api_key else None,
                 "apiFunctionName": self.api_function.name,
                 "apiFunctionArn": self.api_function.arn,
-                "batchFunctionName": self.batch_function.name,
-                "batchFunctionArn": self.batch_function.arn,
-                "deadLetterQueueUrl": self.dead_letter_queue_url,
                 "webAclArn": self.web_acl.arn if self.web_acl else None,
             }
         )
@@ -267,17 +246,17 @@ class PredictionApi(pulumi.ComponentResource):
         api = args.api
         return self._functions.function(
             "predict-api",
-            handler=HANDLER_ENTRYPOINTS["predict_api"],
+            handler=HANDLER_ENTRYPOINTS["api"],
             description="Prediction API: validates requests and invokes the SageMaker endpoint",
             memory_mb=api.lambda_memory_mb,
             timeout_seconds=api.lambda_timeout_seconds,
             reserved_concurrency=api.reserved_concurrency,
             environment={
-                "ENDPOINT_NAME": args.endpoint_name,
-                "MODEL_INPUT_SCHEMA_URI": self.input_schema_uri,
+                ENDPOINT_NAME_ENV: args.endpoint_name,
+                SCHEMA_URI_ENV: self.input_schema_uri,
                 # The botocore timeouts derive from it: it must equal the function's timeout.
-                "LAMBDA_TIMEOUT_SECONDS": str(api.lambda_timeout_seconds),
-                "MAX_BODY_BYTES": str(api.max_body_bytes),
+                LAMBDA_TIMEOUT_ENV: str(api.lambda_timeout_seconds),
+                MAX_BODY_BYTES_ENV: str(api.max_body_bytes),
                 "POWERTOOLS_SERVICE_NAME": "prediction-api",
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
@@ -557,194 +536,3 @@ class PredictionApi(pulumi.ComponentResource):
             opts=self._child(),
         )
         return key, plan
-
-    def _web_acl(self) -> aws.wafv2.WebAcl:
-        args = self._args
-        prefix = args.stack.name_prefix
-        # Per client IP over 5 minutes: one minute of the stage's whole rate, so a single client
-        # cannot hold the stage's throttle for long.
-        ip_limit = max(100, args.api.throttle_rate_per_second * 60)
-
-        def visibility(metric: str) -> aws.wafv2.WebAclVisibilityConfigArgsDict:
-            return {
-                "cloudwatch_metrics_enabled": True,
-                "metric_name": metric,
-                "sampled_requests_enabled": True,
-            }
-
-        def managed(
-            rule_name: str,
-            priority: int,
-            overrides: list[aws.wafv2.WebAclRuleStatementManagedRuleGroupStatementRuleActionOverrideArgsDict],
-        ) -> aws.wafv2.WebAclRuleArgsDict:
-            statement: aws.wafv2.WebAclRuleStatementManagedRuleGroupStatementArgsDict = {
-                "vendor_name": "AWS",
-                "name": rule_name,
-            }
-            if overrides:
-                statement["rule_action_overrides"] = overrides
-            return {
-                "name": rule_name,
-                "priority": priority,
-                "override_action": {"none": {}},
-                "statement": {"managed_rule_group_statement": statement},
-                "visibility_config": visibility(f"{prefix}-{rule_name}"),
-            }
-
-        acl = aws.wafv2.WebAcl(
-            f"{self._name}-web-acl",
-            name=f"{prefix}-prediction-api",
-            description="Managed protections and a per-IP rate limit for the prediction API",
-            scope="REGIONAL",
-            default_action={"allow": {}},
-            rules=[
-                {
-                    "name": "rate-limit-per-ip",
-                    "priority": 0,
-                    "action": {"block": {}},
-                    "statement": {
-                        "rate_based_statement": {
-                            "limit": ip_limit,
-                            "aggregate_key_type": "IP",
-                            "evaluation_window_sec": 300,
-                        }
-                    },
-                    "visibility_config": visibility(f"{prefix}-rate-limit-per-ip"),
-                },
-                # The common rule set blocks bodies over 8 KB; the API has its own limit (MAX_BODY_BYTES,
-                # 413 in the documented format), so that one rule only counts.
-                managed(
-                    "AWSManagedRulesCommonRuleSet",
-                    10,
-                    [{"name": "SizeRestrictions_BODY", "action_to_use": {"count": {}}}],
-                ),
-                managed("AWSManagedRulesKnownBadInputsRuleSet", 20, []),
-            ],
-            visibility_config=visibility(f"{prefix}-prediction-api"),
-            opts=self._child(),
-        )
-        stage_arn = pulumi.Output.concat(
-            "arn:",
-            args.stack.partition,
-            ":apigateway:",
-            args.stack.region,
-            "::/restapis/",
-            self.rest_api.id,
-            "/stages/",
-            self.stage.stage_name,
-        )
-        aws.wafv2.WebAclAssociation(
-            f"{self._name}-web-acl-association",
-            resource_arn=stage_arn,
-            web_acl_arn=acl.arn,
-            opts=self._child(depends_on=[self.stage]),
-        )
-        return acl
-
-    # --- batch preprocessing -----------------------------------------------------------------------------
-
-    def _dead_letter_queue(self) -> aws.sqs.Queue:
-        args = self._args
-        queue = aws.sqs.Queue(
-            f"{self._name}-preprocess-dlq",
-            name=f"{args.stack.name_prefix}-preprocess-batch-dlq",
-            kms_master_key_id=args.kms_key_arn,
-            kms_data_key_reuse_period_seconds=300,
-            message_retention_seconds=DLQ_RETENTION_SECONDS,
-            opts=self._child(),
-        )
-        aws.sqs.QueuePolicy(
-            f"{self._name}-preprocess-dlq-policy",
-            queue_url=queue.id,
-            policy=policy_document(
-                {
-                    "Sid": "DenyInsecureTransport",
-                    "Effect": "Deny",
-                    "Principal": {"AWS": "*"},
-                    "Action": "sqs:*",
-                    "Resource": queue.arn,
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                }
-            ),
-            opts=self._child(),
-        )
-        return queue
-
-    def _batch_function(self) -> aws.lambda_.Function:
-        args = self._args
-        arns = args.bucket_arns
-        processed_objects = [pulumi.Output.concat(arns["processed"], "/", p, "*") for p in PROCESSED_PREFIXES]
-        function = self._functions.function(
-            "preprocess-batch",
-            handler=HANDLER_ENTRYPOINTS["preprocess_batch"],
-            description="Cleans objects landing under raw/ into processed/ (bad records to quarantine/)",
-            memory_mb=BATCH_MEMORY_MB,
-            timeout_seconds=BATCH_TIMEOUT_SECONDS,
-            reserved_concurrency=BATCH_RESERVED_CONCURRENCY,
-            environment={
-                "PROCESSED_BUCKET": args.bucket_names["processed"],
-                "MODEL_INPUT_SCHEMA_URI": self.input_schema_uri,
-                "POWERTOOLS_SERVICE_NAME": "preprocess-batch",
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            },
-            statements=[
-                {
-                    "Sid": "ReadRawObjects",
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-                    "Resource": pulumi.Output.concat(arns["raw"], "/", RAW_PREFIX, "*"),
-                },
-                {
-                    "Sid": "ReadInputSchema",
-                    "Effect": "Allow",
-                    "Action": "s3:GetObject",
-                    "Resource": self.input_schema_arn,
-                },
-                {
-                    # GetObject backs the HeadObject of the idempotency check (an existing output = done).
-                    "Sid": "WriteProcessedAndQuarantine",
-                    "Effect": "Allow",
-                    "Action": ["s3:PutObject", "s3:GetObject"],
-                    "Resource": processed_objects,
-                },
-                {
-                    # Without it a missing output reads as 403, not 404, and the idempotency check fails.
-                    "Sid": "TellMissingOutputs",
-                    "Effect": "Allow",
-                    "Action": "s3:ListBucket",
-                    "Resource": arns["processed"],
-                },
-                {
-                    "Sid": "UseStackKey",
-                    "Effect": "Allow",
-                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                    "Resource": args.kms_key_arn,
-                },
-                {
-                    # Lambda delivers failed async events to the destination with the function's role.
-                    "Sid": "SendFailuresToDeadLetterQueue",
-                    "Effect": "Allow",
-                    "Action": "sqs:SendMessage",
-                    "Resource": self.dead_letter_queue.arn,
-                },
-            ],
-        )
-        aws.lambda_.FunctionEventInvokeConfig(
-            f"{self._name}-preprocess-batch-async",
-            function_name=function.name,
-            maximum_retry_attempts=BATCH_MAX_RETRIES,
-            maximum_event_age_in_seconds=BATCH_MAX_EVENT_AGE_SECONDS,
-            destination_config={"on_failure": {"destination": self.dead_letter_queue.arn}},
-            opts=self._child(),
-        )
-        return function
-
-    def _batch_trigger(self) -> None:
-        args = self._args
-        self._functions.event_trigger(
-            "preprocess-new-data",
-            f"{args.stack.name_prefix}-preprocess-new-data",
-            "Preprocesses each object created under raw/ in the raw bucket",
-            self.batch_function,
-            pattern=raw_data_created_pattern(args.bucket_names["raw"]),
-        )

@@ -1,6 +1,6 @@
 """Deployer: approving a model version rolls it out to the endpoint, and every rollout is verified.
 
-The deployer Lambda (``handlers.deployer``) runs on two EventBridge rules: a model package of this
+The deployer Lambda (``handlers.deployer.handler``) runs on two EventBridge rules: a model package of this
 stack's group turning ``Approved`` (create a new model and endpoint config, update the endpoint
 blue/green with the stack's deployment settings), and any state change of this stack's endpoint
 (verify it ended ``InService`` on the expected config; a rollback is a failed deployment). One
@@ -17,11 +17,12 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers._deploy_plan import DEFAULT_PROMOTION_MARGIN, approval_event_pattern, endpoint_event_pattern
-from handlers.packaging import HANDLER_ENTRYPOINTS
-from infra.api import INPUT_SCHEMA_KEY
+from handlers.common.contracts import DEFAULT_PROMOTION_MARGIN, METRICS_NAMESPACE, SERVING_PREFIX
+from handlers.deployer import settings
+from handlers.deployer.plan import approval_event_pattern, endpoint_event_pattern
 from infra.context import StackIdentity
 from infra.functions import FunctionBuilder, FunctionSettings
+from infra.lambda_package import HANDLER_ENTRYPOINTS
 from infra.stack_config import DeploymentConfig, ServingConfig
 
 COMPONENT_TYPE = "mlplatform:index:Deployer"
@@ -30,10 +31,6 @@ TIMEOUT_SECONDS = 300
 # One rollout at a time: a second approval waits instead of racing the first one's update.
 RESERVED_CONCURRENCY = 1
 MAX_ASYNC_RETRIES = 2
-METRICS_NAMESPACE = "ml-platform"
-
-
-SERVING_PREFIX = INPUT_SCHEMA_KEY.rsplit("/", 1)[0]  # "serving": the files the Lambdas read
 
 
 @dataclass
@@ -118,25 +115,25 @@ class Deployer(pulumi.ComponentResource):
         return {
             "POWERTOOLS_SERVICE_NAME": "deployer",
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            "ENVIRONMENT": args.environment,
-            "MODEL_PACKAGE_GROUP": args.model_package_group_name,
-            "ENDPOINT_NAME": args.endpoint_name,
-            "SAGEMAKER_EXECUTION_ROLE_ARN": args.model_role_arn,
-            "KMS_KEY_ARN": args.kms_key_arn,
-            "DATA_CAPTURE_S3_URI": args.capture_uri,
-            "DATA_CAPTURE_PERCENT": str(int(args.serving.data_capture_percent)),
-            "VARIANT_NAME": args.serving.variants[0].name,
-            "INSTANCE_TYPE": args.serving.instance_type,
-            "INITIAL_INSTANCE_COUNT": str(args.serving.min_instances),
-            "DEPLOYMENT_STRATEGY": deployment.strategy.value,
-            "CANARY_PERCENT": str(deployment.canary_percent),
-            "LINEAR_STEP_PERCENT": str(deployment.linear_step_percent),
-            "BAKING_SECONDS": str(deployment.baking_seconds),
-            "TERMINATION_WAIT_SECONDS": str(deployment.termination_wait_seconds),
-            "ROLLBACK_ALARM_NAMES": pulumi.Output.json_dumps(args.rollback_alarm_names),
-            "PROMOTION_MARGIN": f"{args.promotion_margin:g}",
+            settings.ENV_STAGE: args.environment,
+            settings.ENV_GROUP: args.model_package_group_name,
+            settings.ENV_ENDPOINT: args.endpoint_name,
+            settings.ENV_ROLE: args.model_role_arn,
+            settings.ENV_KMS: args.kms_key_arn,
+            settings.ENV_CAPTURE_URI: args.capture_uri,
+            settings.ENV_CAPTURE_PERCENT: str(int(args.serving.data_capture_percent)),
+            settings.ENV_VARIANT: args.serving.variants[0].name,
+            settings.ENV_INSTANCE_TYPE: args.serving.instance_type,
+            settings.ENV_INSTANCE_COUNT: str(args.serving.min_instances),
+            settings.ENV_STRATEGY: deployment.strategy.value,
+            settings.ENV_CANARY: str(deployment.canary_percent),
+            settings.ENV_LINEAR: str(deployment.linear_step_percent),
+            settings.ENV_BAKING: str(deployment.baking_seconds),
+            settings.ENV_TERMINATION: str(deployment.termination_wait_seconds),
+            settings.ENV_ALARMS: pulumi.Output.json_dumps(args.rollback_alarm_names),
+            settings.ENV_MARGIN: f"{args.promotion_margin:g}",
             # The API and drift Lambdas read the served version's files here (infra/api.py).
-            "SERVING_FILES_S3_URI": pulumi.Output.concat(
+            settings.ENV_SERVING_FILES: pulumi.Output.concat(
                 "s3://", args.artifacts_bucket, f"/{SERVING_PREFIX}/"
             ),
         }
@@ -158,7 +155,7 @@ class Deployer(pulumi.ComponentResource):
             },
             {
                 # The champion gate records its comparison on a version approved without it, and
-                # rejects a worse one (handlers/_deploy_gate.py).
+                # rejects a worse one (handlers/deployer/gate.py).
                 "Sid": "RecordChampionGateDecisions",
                 "Effect": "Allow",
                 "Action": "sagemaker:UpdateModelPackage",

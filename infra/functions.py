@@ -1,38 +1,25 @@
 """Lambda functions the way every component of the stack deploys them.
 
-One code zip (the handlers, built at program time) and one powertools layer serve every function.
-Each function gets its own role with an inline policy only, its own log group (created first, with
-retention and the stack key), X-Ray tracing, JSON logs, reserved concurrency and an encrypted
-environment without secrets.
+Every function runs the stack's one code zip and layer (:mod:`infra.lambda_code`). Each gets its
+own role with an inline policy only, its own log group (created first, with retention and the
+stack key), X-Ray tracing, JSON logs, reserved concurrency and an encrypted environment without
+secrets.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import importlib.metadata
-import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from handlers.packaging import (
-    DEFAULT_OUT,
-    LAMBDA_RUNTIME,
-    LAYER_LAYOUT_VERSION,
-    build_handlers_zip,
-    build_layer_zip,
-)
 from infra.iam import policy_document, service_assume_role_policy
+from infra.lambda_code import ARCHITECTURE, LambdaCode
+from infra.lambda_package import LAMBDA_RUNTIME
 
-# handlers/packaging.py downloads the layer for manylinux2014_x86_64: the functions must match it.
-ARCHITECTURE = "x86_64"
 LOG_LEVEL = "INFO"
-# The layer zip is cached per powertools version: building it downloads from the package index.
-LAYER_CACHE_DIR = DEFAULT_OUT / "layer-cache"
 
 
 @dataclass(frozen=True)
@@ -43,81 +30,26 @@ class FunctionSettings:
     account_id: pulumi.Input[str]
     kms_key_arn: pulumi.Input[str]
     log_retention_days: int
-    code: pulumi.Archive
-    code_hash: str
-    layer_arn: pulumi.Input[str]
-
-
-def handlers_code() -> tuple[pulumi.Archive, str]:
-    """The handlers zip (deterministic, so an unchanged build is no change) and its hash."""
-    handlers_zip = build_handlers_zip()
-    assert handlers_zip.path is not None
-    return pulumi.FileArchive(str(handlers_zip.path)), source_code_hash(handlers_zip.path)
-
-
-def source_code_hash(path: Path) -> str:
-    """What Lambda reports as CodeSha256: base64 of the zip's SHA-256."""
-    return base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
-
-
-def cached_layer_name() -> str:
-    """The cached layer zip's name: one per powertools version, runtime, platform and layout."""
-    version = importlib.metadata.version("aws-lambda-powertools")
-    return f"powertools-{version}-{LAMBDA_RUNTIME}-{ARCHITECTURE}-v{LAYER_LAYOUT_VERSION}.zip"
-
-
-def powertools_layer_zip(cache_dir: Path | None = None) -> Path:
-    """The powertools layer zip, built once per powertools version and reused afterwards.
-
-    ``build_layer_zip`` downloads from the package index (10 s or more) and always rebuilds, so
-    every ``pulumi preview`` and offline plan would pay for it. The cached zip is keyed by the
-    powertools version installed; delete the folder to force a rebuild.
-    """
-    folder = cache_dir or LAYER_CACHE_DIR
-    cached = folder / cached_layer_name()
-    if cached.is_file():
-        return cached
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        artifact = build_layer_zip(Path(scratch))
-        if artifact.note.startswith("copied"):
-            pulumi.log.warn(f"powertools layer {artifact.note}; check it matches Lambda's platform")
-        assert artifact.path is not None
-        # Built aside and renamed into place: a concurrent run never reads a half-written zip.
-        artifact.path.replace(cached)
-    return cached
-
-
-def powertools_layer(
-    name: str, name_prefix: str, configured_arn: str | None, opts: pulumi.ResourceOptions
-) -> pulumi.Input[str]:
-    """The configured layer ARN, else our own layer version built from the cached zip."""
-    if configured_arn:
-        return configured_arn
-    path = powertools_layer_zip()
-    layer = aws.lambda_.LayerVersion(
-        name,
-        layer_name=f"{name_prefix}-powertools",
-        description="aws-lambda-powertools[parser,tracer] for the platform's functions",
-        code=pulumi.FileArchive(str(path)),
-        source_code_hash=source_code_hash(path),
-        compatible_runtimes=[LAMBDA_RUNTIME],
-        compatible_architectures=[ARCHITECTURE],
-        opts=opts,
-    )
-    return layer.arn
+    code: LambdaCode
 
 
 class FunctionBuilder:
     """Builds functions, roles and log groups as children of one component."""
 
-    def __init__(self, parent: pulumi.Resource, resource_prefix: str, settings: FunctionSettings) -> None:
+    def __init__(
+        self,
+        parent: pulumi.Resource,
+        resource_prefix: str,
+        settings: FunctionSettings,
+        aliases: Sequence[pulumi.Alias] = (),
+    ) -> None:
         self._parent = parent
         self._prefix = resource_prefix
+        self._aliases = list(aliases)  # where the children were declared before, if they moved
         self.settings = settings
 
     def _child(self, **kwargs: Any) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self._parent, **kwargs)
+        return pulumi.ResourceOptions(parent=self._parent, aliases=self._aliases or None, **kwargs)
 
     def log_group(self, key: str, log_group_name: pulumi.Input[str]) -> aws.cloudwatch.LogGroup:
         """A log group created before its writer, so it is never auto-created without retention or KMS."""
@@ -190,9 +122,9 @@ class FunctionBuilder:
             runtime=LAMBDA_RUNTIME,
             architectures=[ARCHITECTURE],
             handler=handler,
-            code=settings.code,
-            source_code_hash=settings.code_hash,
-            layers=[settings.layer_arn],
+            code=settings.code.archive,
+            source_code_hash=settings.code.code_hash,
+            layers=[settings.code.layer_arn],
             memory_size=memory_mb,
             timeout=timeout_seconds,
             reserved_concurrent_executions=reserved_concurrency,

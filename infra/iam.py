@@ -46,17 +46,6 @@ def policy_document(*statements: dict[str, object]) -> pulumi.Output[str]:
     return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})
 
 
-def stack_arn(
-    partition: pulumi.Input[str],
-    service: str,
-    region: str,
-    account_id: pulumi.Input[str],
-    resource: pulumi.Input[str],
-) -> pulumi.Output[str]:
-    """``arn:<partition>:<service>:<region>:<account>:<resource>`` for a resource of this stack."""
-    return pulumi.Output.concat("arn:", partition, ":", service, ":", region, ":", account_id, ":", resource)
-
-
 def volume_key_grant_statement(kms_key_arn: pulumi.Input[str]) -> dict[str, object]:
     """SageMaker encrypts job and endpoint volumes through grants on the key, for AWS resources only."""
     return {

@@ -14,23 +14,23 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers.packaging import HANDLER_ENTRYPOINTS
+from handlers.common.contracts import BASELINE_KEY, METRICS_NAMESPACE
+from handlers.monitoring import settings as drift
 from infra.context import StackIdentity
 from infra.functions import FunctionBuilder, FunctionSettings
+from infra.lambda_package import HANDLER_ENTRYPOINTS
 from infra.stack_config import AlarmsConfig, BudgetConfig
 
 COMPONENT_TYPE = "mlplatform:index:Monitoring"
 SAGEMAKER = "AWS/SageMaker"
 ENDPOINT_INSTANCES = "/aws/sagemaker/Endpoints"
 TRAINING_JOBS = "/aws/sagemaker/TrainingJobs"
-PLATFORM = "ml-platform"
 PERIOD = 300
 BUDGET_THRESHOLDS = (("ACTUAL", 80), ("FORECASTED", 100))
 # The drift monitor looks at the last day of captured traffic, once a day.
 DRIFT_SCHEDULE = "rate(1 day)"
 DRIFT_WINDOW_HOURS = 24
 DRIFT_ASYNC_RETRIES = 2  # the daily check retried twice before the failure alerts
-BASELINE_KEY = "serving/baseline.json"
 
 
 @dataclass
@@ -192,15 +192,15 @@ class Monitoring(pulumi.ComponentResource):
                 self._widget(
                     "Drift: prediction confidence and feature PSI",
                     [
-                        endpoint(PLATFORM, "MeanConfidence", "Average"),
-                        endpoint(PLATFORM, "MaxFeaturePSI", "Maximum"),
-                        endpoint(PLATFORM, "CapturedRecords", "Sum"),
+                        endpoint(METRICS_NAMESPACE, "MeanConfidence", "Average"),
+                        endpoint(METRICS_NAMESPACE, "MaxFeaturePSI", "Maximum"),
+                        endpoint(METRICS_NAMESPACE, "CapturedRecords", "Sum"),
                     ],
                 ),
                 self._widget(
                     "Deployments",
                     [
-                        [PLATFORM, name, "EndpointName", args.endpoint_name, {"stat": "Sum"}]
+                        [METRICS_NAMESPACE, name, "EndpointName", args.endpoint_name, {"stat": "Sum"}]
                         for name in ("DeploymentSucceeded", "DeploymentFailed")
                     ],
                 ),
@@ -264,7 +264,7 @@ class Monitoring(pulumi.ComponentResource):
             self._alarm(
                 "feature-drift",
                 f"A feature's PSI against the training baseline is above {args.alarms.drift_psi}",
-                namespace=PLATFORM,
+                namespace=METRICS_NAMESPACE,
                 metric_name="MaxFeaturePSI",
                 dimensions=dimensions,
                 statistic="Maximum",
@@ -274,7 +274,7 @@ class Monitoring(pulumi.ComponentResource):
             self._alarm(
                 "low-confidence",
                 f"Mean prediction confidence fell below {args.alarms.confidence_retrain}: retraining starts",
-                namespace=PLATFORM,
+                namespace=METRICS_NAMESPACE,
                 metric_name="MeanConfidence",
                 dimensions=dimensions,
                 statistic="Average",
@@ -318,23 +318,23 @@ class Monitoring(pulumi.ComponentResource):
         baseline_uri = pulumi.Output.concat("s3://", args.bucket_names["artifacts"], "/", BASELINE_KEY)
         function = functions.function(
             "drift-monitor",
-            handler=HANDLER_ENTRYPOINTS["drift_monitor"],
+            handler=HANDLER_ENTRYPOINTS["monitoring"],
             description="Daily drift check of the endpoint's captured traffic; starts retraining on drift",
             memory_mb=512,
             timeout_seconds=300,
             reserved_concurrency=1,
             environment={
                 "POWERTOOLS_SERVICE_NAME": "drift-monitor",
-                "POWERTOOLS_METRICS_NAMESPACE": PLATFORM,
-                "ENDPOINT_NAME": args.endpoint_name,
-                "CAPTURE_S3_URI": args.capture_uri,
-                "BASELINE_S3_URI": baseline_uri,
-                "PIPELINE_NAME": args.pipeline_name,
-                "ALERT_TOPIC_ARN": args.alarm_topic_arn,
-                "DRIFT_PSI": str(args.alarms.drift_psi),
-                "CONFIDENCE_WARN": str(args.alarms.confidence_warn),
-                "CONFIDENCE_RETRAIN": str(args.alarms.confidence_retrain),
-                "WINDOW_HOURS": str(DRIFT_WINDOW_HOURS),
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                drift.ENV_ENDPOINT: args.endpoint_name,
+                drift.ENV_CAPTURE_URI: args.capture_uri,
+                drift.ENV_BASELINE_URI: baseline_uri,
+                drift.ENV_PIPELINE: args.pipeline_name,
+                drift.ENV_ALERT_TOPIC: args.alarm_topic_arn,
+                drift.ENV_DRIFT_PSI: str(args.alarms.drift_psi),
+                drift.ENV_CONFIDENCE_WARN: str(args.alarms.confidence_warn),
+                drift.ENV_CONFIDENCE_RETRAIN: str(args.alarms.confidence_retrain),
+                drift.ENV_WINDOW_HOURS: str(DRIFT_WINDOW_HOURS),
             },
             statements=self._drift_statements(),
         )
@@ -388,7 +388,7 @@ class Monitoring(pulumi.ComponentResource):
                 "Effect": "Allow",
                 "Action": "cloudwatch:PutMetricData",
                 "Resource": "*",
-                "Condition": {"StringEquals": {"cloudwatch:namespace": PLATFORM}},
+                "Condition": {"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
             },
             {
                 "Sid": "StartRetraining",

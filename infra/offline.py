@@ -69,6 +69,7 @@ class PlannedResource:
     outputs: Mapping[str, Any]
     id: str
     dependencies: frozenset[str] = frozenset()  # URNs this resource waits for (inputs and depends_on)
+    aliases: tuple[str, ...] = ()  # URNs it was declared under before: the engine adopts their state
 
 
 @dataclass
@@ -201,6 +202,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 outputs=registration.state,
                 id=registration.id or "",
                 dependencies=_dependencies(request),
+                aliases=_alias_urns(request, response.urn),
             )
             with self._lock:
                 self.records.append(record)
@@ -212,6 +214,29 @@ def _dependencies(request: Any) -> frozenset[str]:
     for property_dependencies in request.propertyDependencies.values():
         urns.update(property_dependencies.urns)
     return frozenset(urns)
+
+
+def _alias_urns(request: Any, urn: str) -> tuple[str, ...]:
+    """The URNs of the resource's aliases, as the engine computes them from the alias specs."""
+    head, _, _ = urn.rpartition("::")  # urn:pulumi:STACK::PROJECT::QUALIFIED_TYPE
+    prefix, _, own_qualified = head.rpartition("::")
+    own_parent_types = own_qualified.rpartition("$")[0]
+    found = []
+    for alias in request.aliases:
+        if alias.urn:
+            found.append(alias.urn)
+            continue
+        spec = alias.spec
+        type_ = spec.type or request.type
+        if spec.noParent:
+            parent_types = ""
+        elif spec.parentUrn:
+            parent_types = spec.parentUrn.rpartition("::")[0].rpartition("::")[2]
+        else:
+            parent_types = own_parent_types
+        qualified = f"{parent_types}${type_}" if parent_types else type_
+        found.append(f"{prefix}::{qualified}::{spec.name or request.name}")
+    return tuple(found)
 
 
 def run_offline(stack: str, values: Mapping[str, Any] | None = None, root: Path | None = None) -> Plan:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,7 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from handlers._deploy_plan import has_instance_storage
+from handlers.common.contracts import lower_is_better
+from handlers.common.instance_types import DEFAULT_INSTANCE_TYPE, has_instance_storage
+from infra.stack_config import TrainingConfig
+from training_jobs.evaluation_report import EVALUATION_FILE, metric_json_path
+from training_jobs.prepare import MANIFEST_FILE
+from training_jobs.sm_env import CONTAINER_CHECKPOINT_DIR
 
 if TYPE_CHECKING:  # the SDK is imported only inside the build (see _offline_sdk)
     from sagemaker.core.workflow.parameters import Parameter
@@ -47,9 +51,6 @@ if TYPE_CHECKING:  # the SDK is imported only inside the build (see _offline_sdk
     from sagemaker.mlops.workflow.model_step import ModelStep
     from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
 
-# Metrics where a smaller value is a better model; every other metric must reach the threshold.
-LOWER_IS_BETTER_METRICS = frozenset({"rmse", "mae", "mse", "loss", "log_loss"})
-
 PREPARE_STEP = "Prepare"
 TRAIN_STEP = "Train"
 EVALUATE_STEP = "Evaluate"
@@ -57,9 +58,6 @@ CONDITION_STEP = "CheckEvaluation"
 REGISTER_STEP = "RegisterModel"
 FAIL_STEP = "Fail"
 EVALUATION_REPORT = "EvaluationReport"  # the PropertyFile the condition reads
-EVALUATION_FILE = "evaluation.json"  # written by training_jobs/evaluate.py
-MANIFEST_FILE = "manifest.json"  # written by training_jobs/prepare.py
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"  # where training_jobs/train.py resumes from
 
 _PROCESSING = PurePosixPath("/opt/ml/processing")
 _TRAINING_CODE_CHANNEL = PurePosixPath("/opt/ml/input/data/code")
@@ -76,7 +74,6 @@ _TRAINING_LAUNCHER = (
     "--nproc-per-node=$((g > 0 ? g : 1)) -m training_jobs.train"
 )
 _CONTAINER_ARGUMENT_MAX = 256  # CreateTrainingJob / CreateProcessingJob limit per entry point item
-_METRIC_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # The newest PyTorch DLC the SDK's image table has for both training and inference on py311.
 FRAMEWORK_VERSION = "2.5"
@@ -85,13 +82,12 @@ PY_VERSION = "py311"
 
 @dataclass(frozen=True)
 class PipelineDefinitionSpec:
-    """Everything the definition depends on, as plain values (resolved Pulumi outputs).
+    """Everything the definition depends on: resolved names and ARNs, and the stack's training settings.
 
     ``code_uri`` is an ``s3://`` URI of a ``.tar.gz`` holding the packages ``training_jobs/``
-    and ``models/``. ``task`` is what ``training_jobs`` prepares and trains (``prepare --task``
-    and train.py's ``task`` hyperparameter, e.g. ``digits``); the task selects the architecture,
-    ``model_name`` (e.g. ``digits-cnn``) is recorded on the registered model package. Without
-    ``task``, ``model_name`` is taken as the task name.
+    and ``models/``. ``training`` is the stack's ``training`` section, read as it is (its task is what
+    ``training_jobs`` prepares and trains); ``model_name`` (e.g. ``digits-cnn``) is recorded on the
+    registered model package.
     """
 
     pipeline_name: str
@@ -104,21 +100,12 @@ class PipelineDefinitionSpec:
     code_uri: str
     model_package_group_name: str
     model_name: str
-    task: str | None = None
-    training_instance_type: str = "ml.g4dn.xlarge"
-    training_instance_count: int = 1
-    use_spot: bool = True
-    max_runtime_seconds: int = 86_400
-    max_wait_seconds: int = 172_800
-    network_isolation: bool = True
-    inter_container_encryption: bool = True
-    evaluation_metric: str = "accuracy"
-    evaluation_threshold: float = 0.9
+    training: TrainingConfig = field(default_factory=TrainingConfig)
     metric_definitions: Sequence[Mapping[str, str]] = ()
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
     processing_instance_type: str = "ml.m5.xlarge"
     processing_max_runtime_seconds: int = 4 * 3600
-    inference_instance_type: str = "ml.g4dn.xlarge"
+    inference_instance_type: str = DEFAULT_INSTANCE_TYPE
     # The newest PyTorch release the SDK's image table has for both training and inference on
     # py311 (2.6 exists only for py312).
     framework_version: str = FRAMEWORK_VERSION
@@ -127,28 +114,15 @@ class PipelineDefinitionSpec:
     def __post_init__(self) -> None:
         if not (self.code_uri.startswith("s3://") and self.code_uri.endswith(".tar.gz")):
             raise ValueError(f"code_uri must be an s3:// URI of a .tar.gz, got {self.code_uri!r}")
-        if self.use_spot and self.max_wait_seconds < self.max_runtime_seconds:
-            raise ValueError(
-                f"max_wait_seconds ({self.max_wait_seconds}) must be >= max_runtime_seconds "
-                f"({self.max_runtime_seconds}) for spot training"
-            )
-        if not _METRIC_NAME.fullmatch(self.evaluation_metric):
-            raise ValueError(f"evaluation_metric must be a plain name, got {self.evaluation_metric!r}")
-        if self.training_instance_count < 1:
-            raise ValueError(f"training_instance_count must be >= 1, got {self.training_instance_count}")
-
-    @property
-    def training_task(self) -> str:
-        return self.task or self.model_name
 
     @property
     def lower_is_better(self) -> bool:
-        return self.evaluation_metric in LOWER_IS_BETTER_METRICS
+        return lower_is_better(self.training.evaluation_metric)
 
     @property
     def metric_json_path(self) -> str:
         """Where evaluate.py puts the metric in evaluation.json."""
-        return f"metrics.{self.evaluation_metric}.value"
+        return metric_json_path(self.training.evaluation_metric)
 
 
 @dataclass(frozen=True)
@@ -304,10 +278,12 @@ def _parameters(spec: PipelineDefinitionSpec) -> _Parameters:
     return _Parameters(
         dataset_version=ParameterString("DatasetVersion", default_value="latest"),
         input_data_uri=ParameterString("InputDataUri", default_value=f"s3://{spec.raw_bucket}/raw/"),
-        evaluation_threshold=ParameterFloat("EvaluationThreshold", default_value=spec.evaluation_threshold),
+        evaluation_threshold=ParameterFloat(
+            "EvaluationThreshold", default_value=spec.training.evaluation_threshold
+        ),
         approval_status=ParameterString("ModelApprovalStatus", default_value="PendingManualApproval"),
         training_instance_type=ParameterString(
-            "TrainingInstanceType", default_value=spec.training_instance_type
+            "TrainingInstanceType", default_value=spec.training.instance_type
         ),
     )
 
@@ -365,8 +341,8 @@ def _processor(spec: PipelineDefinitionSpec, session: PipelineSession, job: str)
         base_job_name=job,
         sagemaker_session=session,
         network_config=NetworkConfig(
-            enable_network_isolation=spec.network_isolation,
-            encrypt_inter_container_traffic=spec.inter_container_encryption,
+            enable_network_isolation=spec.training.network_isolation,
+            encrypt_inter_container_traffic=spec.training.inter_container_encryption,
         ),
     )
 
@@ -413,7 +389,7 @@ def _prepare_step(
         arguments=[
             "training_jobs.prepare",
             "--task",
-            spec.training_task,
+            spec.training.task,
             "--input-dir",
             str(_PROCESSING / "input" / "raw"),
             "--output-dir",
@@ -446,34 +422,34 @@ def _train_step(
         sagemaker_session=session,
         role=spec.role_arn,
         # A GPU image: the instance type parameter may change per run, the spec's is the default.
-        training_image=_image_uri(spec, spec.training_instance_type, "training"),
+        training_image=_image_uri(spec, spec.training.instance_type, "training"),
         base_job_name="train",
         compute=Compute(
             instance_type=params.training_instance_type,
-            instance_count=spec.training_instance_count,
+            instance_count=spec.training.instance_count,
             # SageMaker refuses a volume key for instance types with local NVMe storage (their
             # volumes are hardware-encrypted); a run that overrides the type keeps this choice.
-            volume_kms_key_id=None if has_instance_storage(spec.training_instance_type) else spec.kms_key_arn,
-            enable_managed_spot_training=spec.use_spot,
+            volume_kms_key_id=None if has_instance_storage(spec.training.instance_type) else spec.kms_key_arn,
+            enable_managed_spot_training=spec.training.use_spot,
         ),
         stopping_condition=StoppingCondition(
-            max_runtime_in_seconds=spec.max_runtime_seconds,
-            max_wait_time_in_seconds=spec.max_wait_seconds if spec.use_spot else None,
+            max_runtime_in_seconds=spec.training.max_runtime_seconds,
+            max_wait_time_in_seconds=spec.training.max_wait_seconds if spec.training.use_spot else None,
         ),
         # A spot interruption restarts the job; train.py resumes from the last checkpoint here.
         checkpoint_config=CheckpointConfig(
             s3_uri=_run_uri(spec.artifacts_bucket, "checkpoints", ""),
-            local_path=CHECKPOINT_LOCAL_PATH,
+            local_path=CONTAINER_CHECKPOINT_DIR,
         ),
         output_data_config=OutputDataConfig(
             s3_output_path=_run_uri(spec.artifacts_bucket, "models"), kms_key_id=spec.kms_key_arn
         ),
         networking=Networking(
-            enable_network_isolation=spec.network_isolation,
-            enable_inter_container_traffic_encryption=spec.inter_container_encryption,
+            enable_network_isolation=spec.training.network_isolation,
+            enable_inter_container_traffic_encryption=spec.training.inter_container_encryption,
         ),
         # train.py rejects unknown hyperparameters; the task selects the architecture.
-        hyperparameters={**spec.hyperparameters, "task": spec.training_task},
+        hyperparameters={**spec.hyperparameters, "task": spec.training.task},
     ).with_metric_definitions(
         [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in spec.metric_definitions]
     )
@@ -547,10 +523,12 @@ def _register_step(
         model_metrics=ModelMetrics(
             model_statistics=MetricsSource(content_type="application/json", s3_uri=report_uri)
         ),
-        description=f"{spec.model_name} for task {spec.training_task}, gated on {spec.evaluation_metric}",
+        description=(
+            f"{spec.model_name} for task {spec.training.task}, gated on {spec.training.evaluation_metric}"
+        ),
         customer_metadata_properties={
             "model": spec.model_name,
-            "task": spec.training_task,
+            "task": spec.training.task,
             "trigger-dataset-version": params.dataset_version,
         },
     )
@@ -567,7 +545,7 @@ def _fail_step(spec: PipelineDefinitionSpec, params: _Parameters) -> FailStep:
         error_message=Join(
             on=" ",
             values=[
-                f"Model not registered: {spec.evaluation_metric} on the test split is not {wanted}",
+                f"Model not registered: {spec.training.evaluation_metric} on the test split is not {wanted}",
                 params.evaluation_threshold,
                 f"(see {EVALUATION_FILE} of step {EVALUATE_STEP})",
             ],
@@ -603,11 +581,11 @@ def _condition_step(
 
 def _with_training_launcher(definition: dict[str, Any], spec: PipelineDefinitionSpec) -> dict[str, Any]:
     """Give the Train step the launcher that unpacks the code channel and runs torchrun."""
-    if spec.training_instance_count == 1:
+    if spec.training.instance_count == 1:
         rendezvous = "--standalone"
     else:
         rendezvous = (
-            f"--nnodes={spec.training_instance_count} --rdzv-backend=c10d --rdzv-endpoint=algo-1:29400"
+            f"--nnodes={spec.training.instance_count} --rdzv-backend=c10d --rdzv-endpoint=algo-1:29400"
         )
     script = _TRAINING_LAUNCHER.format(rendezvous=rendezvous)
     code_file = str(_TRAINING_CODE_CHANNEL / PurePosixPath(spec.code_uri).name)

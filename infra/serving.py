@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from handlers._deploy_plan import has_instance_storage
+from handlers.common.instance_types import has_instance_storage
 from infra.context import StackIdentity
 from infra.iam import (
     container_statements,

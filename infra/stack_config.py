@@ -33,7 +33,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from handlers._deploy_plan import DEFAULT_PROMOTION_MARGIN
+from handlers.common.contracts import DEFAULT_PROMOTION_MARGIN
+from handlers.common.instance_types import DEFAULT_INSTANCE_TYPE
 
 PROJECT = "ml-platform"
 REGION_KEY = "aws:region"
@@ -103,13 +104,14 @@ TrainingTask = Literal["digits", "diabetes", "spam"]
 
 class TrainingConfig(_Section):
     task: TrainingTask = "digits"
-    instance_type: InstanceType = "ml.g4dn.xlarge"
+    instance_type: InstanceType = DEFAULT_INSTANCE_TYPE
     instance_count: PositiveInt = 1
     use_spot: bool = True
     max_runtime_seconds: Annotated[int, Field(gt=0, le=MAX_TRAINING_RUNTIME_SECONDS)] = 86_400
     max_wait_seconds: Annotated[int, Field(gt=0, le=2 * MAX_TRAINING_RUNTIME_SECONDS)] = 172_800
     schedule: str = "cron(0 3 ? * SUN *)"  # EventBridge schedule expression
-    evaluation_metric: str = "accuracy"
+    # A plain name: the pipeline reads it from evaluation.json as metrics.<name>.value.
+    evaluation_metric: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "accuracy"
     evaluation_threshold: Annotated[float, Field(ge=0)] = 0.9
     # Champion gate: how much worse (absolute, per metric) a new version may be than the served one.
     promotion_margin: Annotated[float, Field(ge=0, le=1)] = DEFAULT_PROMOTION_MARGIN
@@ -147,7 +149,7 @@ class OffHoursConfig(_Section):
 
 
 class ServingConfig(_Section):
-    instance_type: InstanceType = "ml.g4dn.xlarge"
+    instance_type: InstanceType = DEFAULT_INSTANCE_TYPE
     gpu: bool = True  # a GPU endpoint must run on a GPU instance family
     min_instances: PositiveInt = 1
     max_instances: PositiveInt = 2

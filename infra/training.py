@@ -148,17 +148,8 @@ class TrainingPipeline(pulumi.ComponentResource):
                     kms_key_arn=known["key"],
                     code_uri=known["code_uri"],
                     model_package_group_name=known["group"],
-                    training_instance_type=training.instance_type,
-                    training_instance_count=training.instance_count,
-                    use_spot=training.use_spot,
-                    max_runtime_seconds=training.max_runtime_seconds,
-                    max_wait_seconds=training.max_wait_seconds,
-                    network_isolation=training.network_isolation,
-                    inter_container_encryption=training.inter_container_encryption,
-                    evaluation_metric=training.evaluation_metric,
-                    evaluation_threshold=training.evaluation_threshold,
+                    training=training,
                     metric_definitions=list(args.metric_definitions),
-                    task=training.task,
                     model_name=TASKS[training.task].model_name,
                 )
             )

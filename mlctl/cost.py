@@ -3,7 +3,7 @@
 Each line item says what it counts, its unit price and how the figure was computed, so an estimate
 can be checked by hand. Prices come from ``mlctl/prices.json`` (approximate us-east-1 on-demand list
 prices, dated ``as_of``) or from ``--prices PATH``; explicit overrides (``--training-hourly-price``...)
-replace what the table or the stack says, which is how the seed's worked example is reproduced::
+replace what the table or the stack says, which is how this worked example is reproduced::
 
     8 x A100 GPUs x 24 hours x $2.50/hr = $480               (one training run)
     2 instances x 720 hours x $1.50/hr = $2,160/month         (the endpoint)

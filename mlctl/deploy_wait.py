@@ -21,11 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from handlers._deploy_gate import endpoint_tags
-from handlers._deploy_plan import TAG_EXPECTED_CONFIG, TAG_MODEL_PACKAGE, TAG_MODEL_VERSION
-from handlers._deploy_verify import DeploymentVerified, describe_endpoint_state, evaluate_endpoint
-from handlers.exceptions import ConfigurationError
-from handlers.input_schema import (
+from handlers.common.errors import ConfigurationError
+from handlers.common.input_schema import (
     SCHEMA_ENV,
     SCHEMA_URI_ENV,
     AnyInputSchema,
@@ -34,7 +31,10 @@ from handlers.input_schema import (
     TextInputSchema,
     load_input_schema,
 )
-from handlers.model_registry import ModelRegistry
+from handlers.deployer.gate import endpoint_tags
+from handlers.deployer.plan import TAG_EXPECTED_CONFIG, TAG_MODEL_PACKAGE, TAG_MODEL_VERSION
+from handlers.deployer.verify import DeploymentVerified, describe_endpoint_state, evaluate_endpoint
+from handlers.registry.client import ModelRegistry
 from mlctl.invoke import post_json, predict_url
 from mlctl.targets import (
     EXIT_OK,

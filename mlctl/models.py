@@ -3,10 +3,10 @@
 ``rollback`` finds the version the endpoint serves now, rejects it with the reason, and deploys
 an older approved version through the deployer's own path: on AWS by invoking the deployer Lambda
 with the EventBridge event it normally receives, in local mode by calling
-``handlers.deployer.deploy_model_version`` directly. Either way the same gate (the target must be
+``handlers.deployer.handler.deploy_model_version`` directly. Either way the same gate (the target must be
 Approved now) and the same blue/green update apply; ``mlctl deploy wait`` then checks it landed.
 
-``approve`` runs the champion gate first (``handlers.champion``): the version is compared with the
+``approve`` runs the champion gate first (``handlers.registry.champion``): the version is compared with the
 one the endpoint serves on the held-out metrics both recorded at registration, with the stack's
 ``training.promotionMargin``; a challenger worse by more than the margin on any metric is
 rejected with the reason (recorded in its registry entry either way). ``mlctl local up`` runs the
@@ -25,10 +25,10 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from handlers import champion
-from handlers._deploy_gate import UnknownServedVersionError, served_version
-from handlers._deploy_plan import DEFAULT_PROMOTION_MARGIN
-from handlers.model_registry import APPROVAL_STATUSES, APPROVED, ModelRegistry, ModelVersion
+from handlers.common.contracts import DEFAULT_PROMOTION_MARGIN
+from handlers.deployer.gate import UnknownServedVersionError, served_version
+from handlers.registry import champion
+from handlers.registry.client import APPROVAL_STATUSES, APPROVED, ModelRegistry, ModelVersion
 from infra.stack_config import StackConfigError, UnknownStackError, load_stack_config
 from mlctl.targets import (
     EXIT_OK,
@@ -234,7 +234,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def deployed_version(sagemaker: Any, registry: ModelRegistry, endpoint: str) -> ModelVersion:
-    """The registry version the endpoint serves now (``handlers._deploy_gate.served_version``)."""
+    """The registry version the endpoint serves now (``handlers.deployer.gate.served_version``)."""
     try:
         return served_version(sagemaker, registry, endpoint)
     except UnknownServedVersionError as exc:
@@ -311,7 +311,8 @@ def _invoke_deployer(target: PlatformTarget, version: ModelVersion) -> dict[str,
 
 def _deploy_locally(target: PlatformTarget, sagemaker: Any, version: ModelVersion) -> dict[str, Any]:
     # Imported here: the deployer brings Powertools, which only local-mode rollbacks need.
-    from handlers.deployer import DeploySettings, deploy_model_version  # noqa: PLC0415
+    from handlers.deployer.handler import deploy_model_version  # noqa: PLC0415
+    from handlers.deployer.settings import DeploySettings  # noqa: PLC0415
 
     settings = DeploySettings.from_env({"AWS_REGION": target.region, **(target.deployer_env or {})})
     started = deploy_model_version(sagemaker, settings, version.arn)

@@ -43,7 +43,14 @@ def plan_as_json(plan: Plan, report: Any | None = None) -> str:
             "stack": plan.stack,
             "policy": policy,
             "resources": [
-                {"type": r.type, "name": r.name, "parent": r.parent_urn, "urn": r.urn, "inputs": r.inputs}
+                {
+                    "type": r.type,
+                    "name": r.name,
+                    "parent": r.parent_urn,
+                    "urn": r.urn,
+                    "aliases": list(r.aliases),
+                    "inputs": r.inputs,
+                }
                 for r in plan.resources
             ],
             "counts": dict(plan.type_counts()),

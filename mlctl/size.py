@@ -1,27 +1,9 @@
 """``mlctl size``: an endpoint's instance type, instance counts and autoscaling target for a model.
 
-The recommendation follows the seed's resource table, row by row:
-
-=============================  ==============================================================
-Model size                     Resources
-=============================  ==============================================================
-Small (< 100 MB)               "CPU is fine; sub-millisecond latency; thousands of QPS per
-                               server"
-Medium (100 MB - 5 GB)         "GPUs for real-time, CPUs for batch; 10-100 ms latency;
-                               hundreds of QPS per GPU"
-Large (5-100 GB)               "GPUs required; 100-1000 ms; tens of QPS per GPU"
-Massive (> 100 GB)             "multiple GPUs per prediction; 1-10+ s; single-digit QPS per
-                               instance"
-=============================  ==============================================================
-
-Sizes are decimal (1 GB = 1000 MB). A row's upper bound belongs to it (5 GB is Medium, 100 GB is
-Large), and 100 MB is Medium because Small is "< 100 MB". Throughput per GPU (or per server) is the
-low end of the row's range, on purpose: it is a starting point to replace with a load test's figure.
-
-The instance is the cheapest one in the price table (``mlctl/prices.json``) that the row allows and
-that holds the model with headroom; the autoscaling target is in invocations per instance per
-minute, the unit of the ``SageMakerVariantInvocationsPerInstance`` metric that the stack's
-target-tracking policy follows (``serving.targetInvocationsPerInstance``, infra/serving.py).
+The row of the model-size table (docs/cost-and-sizing.md) that the model falls in decides the
+hardware; the instance is the cheapest in the price table (``mlctl/prices.json``) that the row allows
+and that holds the model with headroom. Throughput per instance is the low end of the row's range, a
+starting point to replace with a load test's figure.
 """
 
 from __future__ import annotations
@@ -64,11 +46,11 @@ BYTES_PER_GIB = 1024**3
 
 @dataclass(frozen=True)
 class TableRow:
-    """One row of the seed's table, with the figures the recommendation takes from it."""
+    """One row of the model-size table, with the figures the recommendation takes from it."""
 
     name: str
     size_range: str
-    resources: str  # the seed's words, quoted in every explanation
+    resources: str  # the table's words, quoted in every explanation
     latency_low_ms: float  # the fastest the row typically answers: a lower target earns a warning
     latency_range: str
     qps_per_unit: float  # the low end of the row's throughput

@@ -30,15 +30,14 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers.exceptions import HandlerError
+from handlers.common.errors import HandlerError
+from mlctl.local.state import DEFAULT_STATE_DIR, PROJECT_ROOT, STATE_FILE
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 DEFAULT_STACK = "dev"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_STATE_FILE = Path(".mlctl-local") / "state.json"  # relative to REPO_ROOT
 LOCAL_STATE_KEYS: dict[str, type | tuple[type, ...]] = {
     "stack": str,
     "region": str,
@@ -114,7 +113,7 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help=f"local mode's state file (default: {DEFAULT_STATE_FILE} in the repository)",
+        help=f"local mode's state file (default: {DEFAULT_STATE_DIR.name}/{STATE_FILE} in the repository)",
     )
     group.add_argument(
         "--outputs-file",
@@ -129,7 +128,7 @@ def resolve_target(args: argparse.Namespace) -> PlatformTarget:
     """The target the options name (see the module docstring for the order)."""
     stack = str(getattr(args, "stack", None) or DEFAULT_STACK)
     if getattr(args, "local", False):
-        return load_local_state(getattr(args, "state_file", None) or REPO_ROOT / DEFAULT_STATE_FILE)
+        return load_local_state(getattr(args, "state_file", None) or DEFAULT_STATE_DIR / STATE_FILE)
     outputs_file = getattr(args, "outputs_file", None)
     outputs = read_outputs_file(outputs_file) if outputs_file else pulumi_stack_outputs(stack)
     return target_from_outputs(stack, outputs)
@@ -182,7 +181,7 @@ def pulumi_stack_outputs(stack: str) -> dict[str, Any]:
     try:
         result = subprocess.run(
             command,
-            cwd=REPO_ROOT,
+            cwd=PROJECT_ROOT,
             capture_output=True,
             text=True,
             check=False,

@@ -5,9 +5,9 @@ it into ``model.tar.gz`` (``code/models/``) so the serving handler can rebuild t
 """
 
 from . import tabular, text, vision
+from .architectures import build, get, names
 from .base import CLASSIFICATION, REGRESSION, InputShapeError, TaskModel
 from .persistence import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model
-from .registry import build, get, names
 
 __all__ = [
     "CLASSIFICATION",

@@ -22,7 +22,7 @@ class InputShapeError(ValueError):
 class TaskModel(nn.Module):
     """A registered architecture: built from a dataclass config, fed by ``encode``."""
 
-    registry_name: ClassVar[str] = ""
+    architecture_name: ClassVar[str] = ""
     task_kind: ClassVar[str] = CLASSIFICATION
 
     def __init__(self, config: Any) -> None:

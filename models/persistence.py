@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from . import registry
+from . import architectures
 from .base import TaskModel
 
 WEIGHTS_FILE = "model.pt"
@@ -27,7 +27,7 @@ def save_model(model: TaskModel, directory: Path) -> None:
     torch.save(model.state_dict(), directory / WEIGHTS_FILE)
     document = {
         "format_version": FORMAT_VERSION,
-        "model": model.registry_name,
+        "model": model.architecture_name,
         "task_kind": model.task_kind,
         "config": asdict(model.config),
     }
@@ -44,8 +44,8 @@ def read_model_config(directory: Path) -> dict[str, Any]:
 def load_model(directory: Path, map_location: str | torch.device = "cpu") -> TaskModel:
     """Rebuild the architecture from its config and load the weights, in eval mode."""
     document = read_model_config(directory)
-    spec = registry.get(document["model"])
-    model = registry.build(spec.name, spec.config_from_dict(document["config"]))
+    spec = architectures.get(document["model"])
+    model = architectures.build(spec.name, spec.config_from_dict(document["config"]))
     state = torch.load(directory / WEIGHTS_FILE, map_location=map_location, weights_only=True)
     model.load_state_dict(state)
     return model.to(map_location).eval()

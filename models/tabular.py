@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .architectures import register
 from .base import REGRESSION, TaskModel, numeric_rows
-from .registry import register
 
 
 @dataclass

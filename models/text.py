@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .architectures import register
 from .base import CLASSIFICATION, InputShapeError, TaskModel
-from .registry import register
 
 _TOKEN = re.compile(r"[a-z0-9']+")
 

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .architectures import register
 from .base import CLASSIFICATION, TaskModel, numeric_rows
-from .registry import register
 
 
 @dataclass

@@ -1,20 +1,8 @@
 """Baseline statistics of a model's training data, saved as ``baseline.json`` next to the model.
 
-The drift monitor (``handlers.drift_monitor``) compares an endpoint's captured traffic with this
-file: feature distributions (PSI over these bins, KS against the sample) and the mean prediction
-confidence on the validation set. Standard library only, so the monitor's Lambda (no numpy)
-and this module agree on every number; bin assignment is ``bisect_right(edges, value)`` on both
-sides (``handlers._drift_stats``).
-
-The features given here must be what the endpoint receives (the same scaling), since that is
-what data capture records. Text models are described by two derived numbers per text,
-``text_chars`` and ``text_words`` (:func:`text_features`).
-
-Format (``"format": "ml-platform/baseline/v1"``)::
-
-    {"format": ..., "feature_names": [...], "features": {name: {"edges": [9 or fewer cut points],
-     "proportions": [...], "mean": m, "std": s, "count": n, "sample": [sorted values]}},
-     "confidence": {"edges": [0.1 .. 0.9], "proportions": [10], "mean": m, "count": n} | null}
+The drift monitor compares captured traffic with it (PSI over these bins, KS against the sample,
+mean confidence). Standard library only, so the monitor's Lambda (no numpy) and this module agree
+on every number. The format: docs/artifacts.md.
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ import torch
 
 from models import REGRESSION, TaskModel, load_model
 
+from .baselines import BASELINE_FILE
 from .evaluation_report import EVALUATION_FILE, build_report, classification_metrics, regression_metrics
+from .input_contract import INPUT_SCHEMA_FILE
 from .prepare import DEFAULT_PROCESSING_ROOT, MANIFEST_FILE, PROCESSING_ROOT_ENV
 from .tasks import Record, get_task, read_records
 from .train import METADATA_FILE
@@ -63,7 +65,7 @@ def evaluate(
         metrics = classification_metrics([int(r.target) for r in records], [int(p) for p in predicted])
     report = build_report(
         metrics,
-        model=model.registry_name,
+        model=model.architecture_name,
         task=task.name,
         dataset_version=dataset_version or _manifest_version(test_dir) or metadata.get("dataset_version"),
         samples=len(records),
@@ -101,8 +103,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 # Written by training into the model; the evaluation output is where the deployer finds them
-# (handlers/_deploy_serving_files.py): next to the report the registry entry points at.
-SERVING_FILES = ("input-schema.json", "baseline.json")
+# (handlers/deployer/serving_files.py): next to the report the registry entry points at.
+SERVING_FILES = (INPUT_SCHEMA_FILE, BASELINE_FILE)
 
 
 def copy_serving_files(model_dir: Path, output_dir: Path) -> list[str]:

@@ -1,9 +1,7 @@
 """The shape of ``evaluation.json`` and the metric arithmetic behind it (pure Python).
 
-A SageMaker Pipelines condition reads the file through a ``PropertyFile`` and ``JsonGet``;
-the ``*_PATH`` constants are the JSON paths it uses, e.g.
-``JsonGet(step_name=..., property_file=..., json_path=ACCURACY_PATH)``. This module imports
-nothing heavy, so the pipeline definition can import it.
+The pipeline's condition reads a metric through a ``PropertyFile`` and ``JsonGet`` at
+:func:`metric_json_path`; this module imports nothing heavy, so the pipeline definition can import it.
 
     {"model": "digits-cnn", "task": "digits", "dataset_version": "<sha256>", "samples": 180,
      "metrics": {"accuracy": {"value": 0.95}, "precision": {"value": ...}, ...}}
@@ -16,14 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 EVALUATION_FILE = "evaluation.json"
-
-ACCURACY_PATH = "metrics.accuracy.value"
-PRECISION_PATH = "metrics.precision.value"
-RECALL_PATH = "metrics.recall.value"
-F1_PATH = "metrics.f1.value"
-RMSE_PATH = "metrics.rmse.value"
-MAE_PATH = "metrics.mae.value"
-R2_PATH = "metrics.r2.value"
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
@@ -78,12 +68,9 @@ def build_report(
     }
 
 
-def json_get(document: dict[str, Any], path: str) -> Any:
-    """Follow a dotted ``*_PATH`` the way JsonGet does (for tests and local pipelines)."""
-    value: Any = document
-    for key in path.split("."):
-        value = value[key]
-    return value
+def metric_json_path(metric: str) -> str:
+    """Where :func:`build_report` puts ``metric``, as JsonGet's dotted path."""
+    return f"metrics.{metric}.value"
 
 
 def _same_length(a: Sequence[Any], b: Sequence[Any]) -> None:

@@ -1,7 +1,7 @@
 """The serving input contract of a trained model: ``input-schema.json``, saved next to the model.
 
 The prediction API validates every request against it before anything reaches the endpoint
-(``handlers/input_schema.py`` defines the document; the API reads it from
+(``handlers/common/input_schema.py`` defines the document; the API reads it from
 ``artifacts/serving/input-schema.json``, where a deployment publishes the served model's copy).
 It is derived from the architecture's own config, so the API and the model agree on shapes.
 """

@@ -1,19 +1,6 @@
-"""Package a trained model as ``model.tar.gz`` for the SageMaker PyTorch inference container,
-and upload it under an immutable, versioned key.
-
-Archive layout (what the container serves directly)::
-
-    model.pt  model_config.json  training_metadata.json  training_history.json
-    code/inference.py        (a copy of handlers/inference.py)
-    code/requirements.txt
-    code/models/*.py         (a copy of the models package: the architectures and their loader)
-
-The handler rebuilds the model from ``model_config.json`` with the copied ``models`` package;
-the package keeps its import name, so the handler's ``from models import ...`` is the same
-line in the repository and in the archive. The archive is byte-for-byte reproducible (sorted
-members, zeroed times and owners), so its sha256 identifies the content.
-
-Keys: ``models/<model>/<dataset-version>/<UTC timestamp>-<short sha256>/model.tar.gz``.
+"""Package a trained model as ``model.tar.gz`` for the SageMaker PyTorch inference container (weights,
+config, ``code/inference.py`` and a copy of ``models/``), byte-for-byte reproducible, and upload it
+under an immutable, versioned key. The layout: docs/artifacts.md.
 """
 
 from __future__ import annotations

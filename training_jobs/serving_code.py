@@ -36,7 +36,7 @@ def write_serving_code(model_dir: Path) -> None:
 
 
 def _handler_source() -> Path:
-    spec = find_spec("handlers.inference")  # located without importing it (it imports torch)
+    spec = find_spec("handlers.serving.inference")  # located without importing it (it imports torch)
     if spec is None or spec.origin is None:
-        raise FileNotFoundError("handlers/inference.py not found")
+        raise FileNotFoundError("handlers/serving/inference.py not found")
     return Path(spec.origin)

@@ -16,6 +16,8 @@ from pathlib import Path
 # Our own variable: where the container's /opt/ml tree lives (a folder of the local runner).
 ROOT_ENV = "MLP_SM_ROOT"
 DEFAULT_ROOT = "/opt/ml"
+CHECKPOINTS = "checkpoints"  # below the root: where SageMaker syncs CheckpointConfig.S3Uri
+CONTAINER_CHECKPOINT_DIR = f"{DEFAULT_ROOT}/{CHECKPOINTS}"
 
 # Variables SageMaker sets in every training container.
 SM_MODEL_DIR = "SM_MODEL_DIR"
@@ -69,7 +71,7 @@ class TrainingPaths:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.root / "checkpoints"
+        return self.root / CHECKPOINTS
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from .baselines import validation_confidences, write_baseline
 from .hyperparameters import HyperparameterError, Hyperparameters, parse_cli, parse_hyperparameters
 from .input_contract import write_input_schema
 from .metrics import METRIC_DEFINITIONS
+from .prepare import MANIFEST_FILE
 from .serving_code import write_serving_code
 from .sm_env import TrainingEnv
 from .tasks import Record, TaskSpec, get_task
@@ -40,7 +41,6 @@ __all__ = ["METRIC_DEFINITIONS", "main", "run"]
 
 HISTORY_FILE = "training_history.json"
 METADATA_FILE = "training_metadata.json"
-MANIFEST_FILE = "manifest.json"
 # Test hook standing in for a spot interruption: exit hard (no cleanup) after this epoch.
 FAULT_EXIT_ENV = "MLP_FAULT_EXIT_AFTER_EPOCH"
 FAULT_EXIT_CODE = 137

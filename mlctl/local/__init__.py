@@ -1,2 +1,2 @@
-"""``mlctl local``: the whole platform on one machine (moto's AWS, a local SageMaker Runtime with
-data capture, a local API Gateway in front of the real Lambda handler, model-server processes)."""
+"""``mlctl local``: the platform's loop over the emulated cloud (:mod:`emulator`): start and stop it,
+keep its state, and run data -> train -> register -> deploy -> predict -> drift check once."""

@@ -1,6 +1,6 @@
 """``mlctl local up`` and ``mlctl local down``: the whole platform on this machine.
 
-``up`` starts the emulator (:mod:`mlctl.local.emulator`) unless one from an earlier ``up --keep``
+``up`` starts the emulator (:mod:`emulator.server`) unless one from an earlier ``up --keep``
 still runs, creates the stack's resources in it from the Pulumi program's plan (first time only),
 and runs the loop (:mod:`mlctl.local.workflow`). A second ``up`` against a kept platform puts new
 data, trains and registers the next version, and the endpoint switches to it blue/green.
@@ -130,7 +130,7 @@ def local_up(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int)
 def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int) -> LocalState:
     # The handlers' structured INFO logs would bury the steps' own lines; warnings still show.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    from handlers.deployer import DeploySettings  # noqa: PLC0415
+    from handlers.deployer.settings import DeploySettings  # noqa: PLC0415
     from infra.offline import run_offline  # noqa: PLC0415
     from infra.stack_config import load_stack_config  # noqa: PLC0415
     from mlctl.local.workflow import StackNames, Workflow  # noqa: PLC0415
@@ -221,8 +221,8 @@ def _reuse_or_start(
 def _start_emulator(
     stack: str, state_dir: Path, names: Any, function_env: dict[str, dict[str, str]]
 ) -> LocalState:
-    from mlctl.local.emulator import EmulatorConfig  # noqa: PLC0415
-    from mlctl.local.ports import free_port  # noqa: PLC0415
+    from emulator.ports import free_port  # noqa: PLC0415
+    from emulator.server import EmulatorConfig  # noqa: PLC0415
 
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "logs").mkdir(exist_ok=True)
@@ -239,7 +239,7 @@ def _start_emulator(
     emulator.write(state_dir)
     log = (state_dir / "logs" / "emulator.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlctl.local.emulator", str(state_dir)],
+        [sys.executable, "-m", "emulator.server", str(state_dir)],
         cwd=PROJECT_ROOT,
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"},
         stdout=log,
@@ -278,8 +278,8 @@ def _wait_ready(state_dir: Path, process: subprocess.Popen[bytes]) -> dict[str, 
 
 
 def _create_resources(plan: Any, state: LocalState, names: Any) -> None:
-    """The plan's data lake (S3 + KMS, through ``infra.local_apply``), registry group and topic."""
-    from infra.local_apply import LocalApplier  # noqa: PLC0415
+    """The plan's data lake (S3 + KMS, through ``emulator.provision``), registry group and topic."""
+    from emulator.provision import LocalApplier  # noqa: PLC0415
     from mlctl.local.workflow import emulator_client  # noqa: PLC0415
 
     def client(service: str) -> Any:

@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from infra.stack_config import project_root
+
+PROJECT_ROOT = project_root()
 DEFAULT_STATE_DIR = PROJECT_ROOT / ".mlctl-local"
 STATE_FILE = "state.json"
 

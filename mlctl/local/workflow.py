@@ -1,18 +1,18 @@
 """The platform's loop on this machine, through the cloud code paths, step by step.
 
 data -> prepare -> train -> evaluate -> gate -> register -> approve -> deploy -> infer ->
-capture -> drift, against the local emulator (:mod:`mlctl.local.emulator`):
+capture -> drift, against the local emulator (:mod:`emulator.server`):
 
 - the names come from the Pulumi program's outputs under the mock runtime (``infra.offline``);
 - prepare and evaluate run the pipeline's own scripts (``training_jobs.prepare`` /
   ``training_jobs.evaluate``) on data staged from and to the emulated S3, as the processing jobs do;
-- training runs as a SageMaker training job (``training_jobs.local_runner``), recorded in the
+- training runs as a SageMaker training job (``emulator.training.runner``), recorded in the
   emulated SageMaker API, ``model.tar.gz`` in the artifacts bucket;
 - the gate compares the pipeline's metric with the stack's threshold, as its condition step does;
-- registration, approval and deployment are ``handlers.model_registry`` and
-  ``handlers.deployer`` (CreateEndpoint / UpdateEndpoint, then the deployer's verification);
+- registration, approval and deployment are ``handlers.registry.client`` and
+  ``handlers.deployer.handler`` (CreateEndpoint / UpdateEndpoint, then the deployer's verification);
 - predictions go over HTTP through the local API Gateway to the real API Lambda handler;
-- the drift check is ``handlers.drift_monitor.check_drift`` on the captured traffic.
+- the drift check is ``handlers.monitoring.handler.check_drift`` on the captured traffic.
 
 What differs from the cloud on purpose: the steps run in this process one after another rather
 than as a SageMaker pipeline execution (the pipeline definition is still built and checked by the
@@ -35,15 +35,15 @@ from typing import Any
 
 import boto3
 
+from emulator.training import s3 as s3io
+from handlers.common.contracts import lower_is_better
+from handlers.common.s3_uri import S3Uri
 from infra.stack_config import StackConfig
 from mlctl import invoke
-from training_jobs import _local_s3 as s3io
 
 Say = Callable[[str], None]
-SERVING_PREFIX = "serving"  # artifacts/serving/: the files the API and drift Lambdas read
 CAPTURE_WAIT_S = 20.0
 DEPLOY_TIMEOUT_S = 300.0
-LOWER_IS_BETTER = {"rmse", "mae", "mse", "loss"}
 REPLAY_LIMIT = 500
 
 
@@ -157,7 +157,8 @@ class Workflow:
     # --- training --------------------------------------------------------------------------------------
 
     def train(self, dataset_uri: str, dataset_version: str) -> TrainedModel:
-        from training_jobs.local_runner import JobStatus, LocalTrainingRunner, TrainingJobSpec  # noqa: PLC0415
+        from emulator.training.job import JobStatus, TrainingJobSpec  # noqa: PLC0415
+        from emulator.training.runner import LocalTrainingRunner  # noqa: PLC0415
         from training_jobs.metrics import METRIC_DEFINITIONS  # noqa: PLC0415
 
         job_name = f"{self.names.pipeline}-{datetime.now(UTC):%Y%m%d%H%M%S}-run{self.run}"[:63]
@@ -235,7 +236,7 @@ class Workflow:
         value = metrics.get(name)
         if value is None:
             raise WorkflowError(f"evaluation has no {name!r} metric; it has {sorted(metrics)}")
-        lower = name in LOWER_IS_BETTER
+        lower = lower_is_better(name)
         passed = value <= threshold if lower else value >= threshold
         wanted = "<=" if lower else ">="
         if not passed:
@@ -245,7 +246,7 @@ class Workflow:
     # --- registry and deployment -----------------------------------------------------------------------
 
     def register(self, model: TrainedModel, metrics: dict[str, float], report_uri: str) -> Any:
-        from handlers.model_registry import ModelRegistry  # noqa: PLC0415
+        from handlers.registry.client import ModelRegistry  # noqa: PLC0415
         from infra.pipeline_definition import inference_image_uri  # noqa: PLC0415
 
         registry = ModelRegistry(self.sagemaker)
@@ -269,12 +270,12 @@ class Workflow:
     def champion_gate(
         self, challenger: Any, model: TrainedModel, metrics: dict[str, float], dataset_dir: Path
     ) -> Any:
-        """``handlers.champion`` before approval: the challenger against the serving version on
+        """``handlers.registry.champion`` before approval: the challenger against the serving version on
         this run's held-out split (both evaluated here) and on a replay of the captured traffic.
         Records the decision in the challenger's registry entry; a refusal rejects it and stops
         the run. Returns the decision, or None when nothing serves yet."""
-        from handlers import champion as gate  # noqa: PLC0415
-        from handlers.model_registry import ModelRegistry  # noqa: PLC0415
+        from handlers.registry import champion as gate  # noqa: PLC0415
+        from handlers.registry.client import ModelRegistry  # noqa: PLC0415
 
         serving = ModelRegistry(self.sagemaker).latest_approved(self.names.group)
         if serving is None or serving.artifact_uri is None:
@@ -319,7 +320,8 @@ class Workflow:
 
     def _captured_instances(self, limit: int = REPLAY_LIMIT) -> list[Any]:
         """The instances of recently captured requests (newest files first), for the replay."""
-        bucket, _, prefix = self.names.capture_uri.removeprefix("s3://").partition("/")
+        capture = S3Uri.parse(self.names.capture_uri)
+        bucket, prefix = capture.bucket, capture.key
         listing = [
             item
             for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
@@ -336,7 +338,7 @@ class Workflow:
         return instances[:limit]
 
     def approve(self, version: Any) -> Any:
-        from handlers.model_registry import ModelRegistry  # noqa: PLC0415
+        from handlers.registry.client import ModelRegistry  # noqa: PLC0415
 
         approved = ModelRegistry(self.sagemaker).approve(version.arn, "approved by mlctl local up")
         self.say(f"approved {approved.label}")
@@ -344,9 +346,9 @@ class Workflow:
 
     def deploy(self, version: Any, settings: Any) -> Any:
         """The deployer's own calls, then its verification of the outcome."""
-        from handlers._deploy_gate import endpoint_tags  # noqa: PLC0415
-        from handlers._deploy_verify import verify_deployment  # noqa: PLC0415
-        from handlers.deployer import deploy_model_version, publish_for_endpoint  # noqa: PLC0415
+        from handlers.deployer.gate import endpoint_tags  # noqa: PLC0415
+        from handlers.deployer.handler import deploy_model_version, publish_for_endpoint  # noqa: PLC0415
+        from handlers.deployer.verify import verify_deployment  # noqa: PLC0415
 
         started = deploy_model_version(self.sagemaker, settings, version.arn)
         self.say(f"deployment {started.action}: {started.endpoint} -> {started.expected_config}")
@@ -373,7 +375,7 @@ class Workflow:
         self, api_url: str, api_key: str, dataset_dir: Path, count: int = 400
     ) -> list[Any]:
         """Real HTTP requests to the API, one instance each, from the test split."""
-        from handlers.input_schema import parse_input_schema  # noqa: PLC0415
+        from handlers.common.input_schema import parse_input_schema  # noqa: PLC0415
 
         schema_doc = (self.work_dir / f"model-{self.run}" / "input-schema.json").read_text()
         schema = parse_input_schema(schema_doc)
@@ -395,7 +397,8 @@ class Workflow:
 
     def wait_for_capture(self, minimum: int) -> list[str]:
         """The endpoint's data-capture objects, once the gateway has flushed ``minimum`` records."""
-        bucket, _, prefix = self.names.capture_uri.removeprefix("s3://").partition("/")
+        capture = S3Uri.parse(self.names.capture_uri)
+        bucket, prefix = capture.bucket, capture.key
         deadline = time.monotonic() + CAPTURE_WAIT_S
         lines: dict[str, int] = {}  # capture files are written once: each is read once
         while True:
@@ -417,7 +420,8 @@ class Workflow:
 
     def drift_check(self, environment: dict[str, str]) -> Any:
         """The drift Lambda's check with its own environment (from the plan), over the last hour."""
-        from handlers.drift_monitor import DriftSettings, check_drift  # noqa: PLC0415
+        from handlers.monitoring.handler import check_drift  # noqa: PLC0415
+        from handlers.monitoring.settings import DriftSettings  # noqa: PLC0415
 
         settings = DriftSettings.from_env({**environment, "WINDOW_HOURS": "1"})
         report = check_drift(
@@ -446,17 +450,17 @@ class Workflow:
 
     def _download_prefix(self, uri: str, target: Path) -> Path:
         """Every object under ``uri`` into ``target``, keeping relative paths (the job's input)."""
-        s3io.download_prefix(self.s3, s3io.S3Location.parse(uri), target)
+        s3io.download_prefix(self.s3, s3io.parse_location(uri), target)
         return target
 
     def _upload_folder(self, folder: Path, bucket: str, prefix: str) -> None:
-        s3io.upload_tree(self.s3, folder, s3io.S3Location(bucket, prefix))
+        s3io.upload_tree(self.s3, folder, S3Uri(bucket, prefix))
 
     def _extract(self, uri: str, target: Path) -> Path:
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        source = S3Uri.parse(uri)
         target.mkdir(parents=True, exist_ok=True)
         archive = target.with_suffix(".tar.gz")
-        self.s3.download_file(bucket, key, str(archive))
+        self.s3.download_file(source.bucket, source.key, str(archive))
         with tarfile.open(archive, "r:gz") as tar:
             tar.extractall(target, filter="data")
         return target
@@ -539,7 +543,7 @@ def _api_instance(schema: Any, features: Any) -> Any:
 
 def _predictions(model_dir: Path, instances: list[Any]) -> list[dict[str, Any]]:
     """The inference handler's predictions of the model in ``model_dir`` (in this process)."""
-    from handlers import inference  # noqa: PLC0415 - torch: only the champion gate needs it
+    from handlers.serving import inference  # noqa: PLC0415 - torch: only the champion gate needs it
 
     if not instances:
         return []

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from emulator.provision import AppliedStack, LocalApplier
 from infra.data_lake import ACCESS_LOG_BUCKET, DATA_BUCKETS
-from infra.local_apply import AppliedStack, LocalApplier
 from infra.offline import Plan, run_offline
 
 REGION = "us-east-1"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import infra.functions
+import infra.lambda_code
 from infra.offline import Plan, PlannedResource, run_offline
 from infra.stack_config import read_stack_values
 
@@ -20,7 +20,7 @@ _PLANS: dict[str, Plan] = {}
 def fake_layer_zip(folder: Path) -> Path:
     """A stand-in for the powertools layer zip, named as the cache names the real one."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / infra.functions.cached_layer_name()
+    path = folder / infra.lambda_code.cached_layer_name()
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("python/aws_lambda_powertools/__init__.py", "")
     return path
@@ -36,7 +36,7 @@ def fake_layer_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]
     if not folder.is_dir():
         fake_layer_zip(folder)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(infra.functions, "LAYER_CACHE_DIR", folder)
+        patch.setattr(infra.lambda_code, "LAYER_CACHE_DIR", folder)
         yield folder
 
 
@@ -85,3 +85,25 @@ def attached_to(plan: Plan, type_: str, bucket: PlannedResource) -> PlannedResou
 def policy_document(resource: PlannedResource) -> Mapping[str, Any]:
     document = resource.inputs["policy"]
     return json.loads(document) if isinstance(document, str) else document
+
+
+def function_statements(plan: Plan, function_key: str) -> list[dict[str, Any]]:
+    """The statements of the inline policy of the function whose resources are named ``function_key``."""
+    return list(policy_document(plan.named(f"{function_key}-policy"))["Statement"])
+
+
+def as_list(value: Any) -> list[Any]:
+    """An IAM ``Action`` or ``Resource``: one string or a list of them."""
+    return value if isinstance(value, list) else [value]
+
+
+PUBLIC_LAYER = "arn:aws:lambda:us-east-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python311-x86_64:27"
+
+
+@pytest.fixture(scope="module")
+def public_layer_plan() -> Plan:
+    """The dev stack with the public powertools layer configured instead of our own."""
+    values = read_stack_values("dev")
+    return cached_plan(
+        "dev", {"ml-platform:api": {**values["ml-platform:api"], "powertoolsLayerArn": PUBLIC_LAYER}}
+    )

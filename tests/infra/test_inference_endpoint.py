@@ -10,7 +10,7 @@ import pytest
 from infra.offline import Plan, PlannedResource
 from infra.serving import deployment_config
 from infra.stack_config import DeploymentConfig, DeploymentStrategy, RollbackAlarm, read_stack_values
-from tests.infra.conftest import cached_plan, policy_document
+from tests.infra.conftest import as_list, cached_plan, policy_document
 
 PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlp-{stack}-models/1"
 UNSCOPABLE_ACTIONS = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
@@ -39,10 +39,6 @@ def endpoint(plan: Plan) -> PlannedResource:
 
 def endpoint_config(plan: Plan) -> PlannedResource:
     return one(plan, "aws:sagemaker/endpointConfiguration:EndpointConfiguration")
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def test_without_a_chosen_version_there_is_no_endpoint_yet(stack_plan: Plan) -> None:

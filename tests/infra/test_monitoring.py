@@ -98,7 +98,7 @@ def test_the_drift_monitor_runs_daily_with_the_configured_thresholds(prod_plan: 
     schedule = prod_plan.named("monitoring-drift-schedule").inputs
     assert schedule["scheduleExpression"] == "rate(1 day)"
     function = prod_plan.named("monitoring-drift-monitor").inputs
-    assert function["handler"] == "handlers.drift_monitor.lambda_handler"
+    assert function["handler"] == "handlers.monitoring.handler.lambda_handler"
     env = function["environment"]["variables"]
     assert (env["DRIFT_PSI"], env["CONFIDENCE_WARN"], env["CONFIDENCE_RETRAIN"]) == ("0.2", "0.88", "0.8")
     assert env["PIPELINE_NAME"] == prod_plan.outputs["trainingPipelineName"]

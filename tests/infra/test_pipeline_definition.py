@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from infra.pipeline_definition import PipelineDefinitionSpec, build_pipeline_definition
+from infra.stack_config import TrainingConfig, load_stack_config
 
 REPO = Path(__file__).resolve().parents[2]
 KMS = "arn:aws:kms:us-east-1:111122223333:key/0b5e3c1e-1111-2222-3333-444455556666"
@@ -33,17 +34,19 @@ BASE = PipelineDefinitionSpec(
     kms_key_arn=KMS,
     code_uri="s3://mlp-dev-artifacts-111122223333-us-east-1/code/source-0123abcd.tar.gz",
     model_package_group_name="mlp-dev-digits",
-    task="digits",
     model_name="digits-cnn",
-    training_instance_type="ml.g4dn.xlarge",
-    training_instance_count=1,
-    use_spot=True,
-    max_runtime_seconds=86_400,
-    max_wait_seconds=172_800,
-    network_isolation=True,
-    inter_container_encryption=True,
-    evaluation_metric="accuracy",
-    evaluation_threshold=0.9,
+    training=TrainingConfig(
+        task="digits",
+        instance_type="ml.g4dn.xlarge",
+        instance_count=1,
+        use_spot=True,
+        max_runtime_seconds=86_400,
+        max_wait_seconds=172_800,
+        network_isolation=True,
+        inter_container_encryption=True,
+        evaluation_metric="accuracy",
+        evaluation_threshold=0.9,
+    ),
     metric_definitions=METRICS,
 )
 # Every setting that has two sides flipped: another region, a lower-is-better metric, no spot,
@@ -51,13 +54,17 @@ BASE = PipelineDefinitionSpec(
 ALT = replace(
     BASE,
     region="eu-west-1",
-    evaluation_metric="rmse",
-    evaluation_threshold=0.25,
-    use_spot=False,
-    network_isolation=False,
-    inter_container_encryption=False,
-    training_instance_type="ml.p3.2xlarge",
-    training_instance_count=2,
+    training=BASE.training.model_copy(
+        update={
+            "evaluation_metric": "rmse",
+            "evaluation_threshold": 0.25,
+            "use_spot": False,
+            "network_isolation": False,
+            "inter_container_encryption": False,
+            "instance_type": "ml.p3.2xlarge",
+            "instance_count": 2,
+        }
+    ),
 )
 
 
@@ -288,8 +295,8 @@ def test_training_resources_come_from_the_spec(base: dict[str, Any], alt: dict[s
         # THEN the instance type is the parameter, defaulting to the spec's GPU type,
         # and the count is the spec's
         assert resources["InstanceType"] == {"Get": "Parameters.TrainingInstanceType"}
-        assert parameter(definition, "TrainingInstanceType")["DefaultValue"] == spec.training_instance_type
-        assert resources["InstanceCount"] == spec.training_instance_count
+        assert parameter(definition, "TrainingInstanceType")["DefaultValue"] == spec.training.instance_type
+        assert resources["InstanceCount"] == spec.training.instance_count
 
 
 def test_spot_training_waits_at_least_the_runtime_and_checkpoints(base: dict[str, Any]) -> None:
@@ -315,7 +322,7 @@ def test_on_demand_training_has_no_spot_wait(alt: dict[str, Any]) -> None:
     # THEN spot is off and there is no wait time (SageMaker rejects one without spot)
     assert args["EnableManagedSpotTraining"] is False
     assert "MaxWaitTimeInSeconds" not in args["StoppingCondition"]
-    assert args["StoppingCondition"]["MaxRuntimeInSeconds"] == ALT.max_runtime_seconds
+    assert args["StoppingCondition"]["MaxRuntimeInSeconds"] == ALT.training.max_runtime_seconds
 
 
 def test_every_job_encrypts_volumes_and_outputs_with_the_key(
@@ -390,7 +397,7 @@ def test_images_are_the_sdks_for_the_region(
     train_image = step(definition, "Train")["Arguments"]["AlgorithmSpecification"]["TrainingImage"]
     (container,) = step(definition, "RegisterModel")["Arguments"]["InferenceSpecification"]["Containers"]
     # THEN training, processing and inference images are the SDK's for that region: GPU for training
-    assert train_image == expected(spec.training_instance_type, "training")
+    assert train_image == expected(spec.training.instance_type, "training")
     assert "gpu" in train_image
     assert f".{spec.region}." in train_image
     assert container["Image"] == expected(spec.inference_instance_type, "inference")
@@ -485,28 +492,21 @@ def test_build_makes_no_network_call_without_credentials(base_build: dict[str, A
 # --- the spec refuses what SageMaker would reject later -------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"code_uri": "/home/me/source.tar.gz"}, "code_uri"),
-        ({"code_uri": "s3://bucket/source.zip"}, "code_uri"),
-        ({"use_spot": True, "max_wait_seconds": 3600, "max_runtime_seconds": 7200}, "max_wait_seconds"),
-        ({"evaluation_metric": "metrics.accuracy"}, "evaluation_metric"),
-        ({"training_instance_count": 0}, "training_instance_count"),
-    ],
-)
-def test_spec_rejects_invalid_settings(change: dict[str, Any], message: str) -> None:
-    # GIVEN a setting SageMaker or the scripts could not use
+@pytest.mark.parametrize("code_uri", ["/home/me/source.tar.gz", "s3://bucket/source.zip"])
+def test_spec_rejects_code_that_is_not_an_s3_tarball(code_uri: str) -> None:
+    # GIVEN a code location the launcher could not unpack
     # WHEN building the spec
     # THEN it fails naming the setting
-    with pytest.raises(ValueError, match=message):
-        replace(BASE, **change)
+    with pytest.raises(ValueError, match="code_uri"):
+        replace(BASE, code_uri=code_uri)
 
 
-def test_task_defaults_to_the_model_name() -> None:
-    # GIVEN a spec that names only what to train
-    spec = replace(BASE, task=None, model_name="digits")
-    # THEN that name is the task prepare.py and train.py get; an explicit task wins
-    assert spec.training_task == "digits"
-    assert BASE.training_task == "digits"
-    assert replace(BASE, task="spam").training_task == "spam"
+def test_the_spec_reads_the_stack_training_section_as_it_is() -> None:
+    # GIVEN the dev stack's training section (the one place these settings are written)
+    training = load_stack_config("dev").training
+    # WHEN the program builds the spec from it
+    spec = replace(BASE, training=training)
+    # THEN the definition's settings are that section's, not copies that could drift
+    assert spec.training is training
+    assert spec.metric_json_path == f"metrics.{training.evaluation_metric}.value"
+    assert replace(BASE, training=training.model_copy(update={"evaluation_metric": "rmse"})).lower_is_better

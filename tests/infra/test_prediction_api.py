@@ -6,12 +6,8 @@ conftest puts in a temporary layer cache, so no plan touches the package index.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,16 +15,13 @@ import pytest
 import infra.api
 import infra.functions
 import infra.offline
-from handlers.packaging import Artifact
 from infra.api import deployment_spec
-from infra.functions import powertools_layer_zip, source_code_hash
 from infra.gateway_responses import gateway_answer
-from infra.offline import Plan, PlannedResource, run_offline
-from infra.stack_config import ApiAuth, load_stack_config, read_stack_values
-from tests.infra.conftest import cached_plan, policy_document
+from infra.offline import Plan, PlannedResource
+from infra.stack_config import ApiAuth, load_stack_config
+from tests.infra.conftest import as_list, cached_plan, function_statements, policy_document
 
 ACCOUNT = "123456789012"
-PUBLIC_LAYER = "arn:aws:lambda:us-east-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python311-x86_64:27"
 # Actions AWS cannot scope to a resource; the only ones allowed on "*", each with a reason in the code.
 UNSCOPABLE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 SECRET_LIKE = re.compile(r"SECRET|PASSWORD|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
@@ -38,14 +31,6 @@ SECRET_LIKE = re.compile(r"SECRET|PASSWORD|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
 def plan(request: pytest.FixtureRequest) -> Plan:
     """dev: API key + usage plan, built layer; prod: IAM auth, WAF."""
     return cached_plan(request.param)
-
-
-@pytest.fixture(scope="module")
-def public_layer_plan() -> Plan:
-    values = read_stack_values("dev")
-    return cached_plan(
-        "dev", {"ml-platform:api": {**values["ml-platform:api"], "powertoolsLayerArn": PUBLIC_LAYER}}
-    )
 
 
 # --- helpers -----------------------------------------------------------------------------------------
@@ -58,14 +43,6 @@ def component(plan: Plan) -> PlannedResource:
 
 def function(plan: Plan, key: str) -> PlannedResource:
     return plan.named(f"api-{key}")
-
-
-def statements(plan: Plan, key: str) -> list[dict[str, Any]]:
-    return list(policy_document(plan.named(f"api-{key}-policy"))["Statement"])
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def config_of(plan: Plan):
@@ -96,10 +73,8 @@ def test_every_resource_is_a_child_of_the_component_named_after_it(plan: Plan) -
     children = plan.children_of(component(plan))
     assert len(children) > 40
     assert all(child.name.startswith("api-") for child in children)
-    created_here = {"aws:apigateway/restApi:RestApi", "aws:lambda/function:Function", "aws:sqs/queue:Queue"}
-    for resource in plan.resources:
-        if resource.type in created_here and resource.name.startswith("api-"):
-            assert resource.parent_urn == component(plan).urn, resource.name
+    for name in ("api-rest-api", "api-predict-api", "api-stage"):
+        assert plan.named(name).parent_urn == component(plan).urn, name
 
 
 def test_outputs_name_the_api_and_its_parts(plan: Plan) -> None:
@@ -134,8 +109,10 @@ def test_the_api_function_follows_the_api_config_and_stays_below_api_gateways_ti
     assert inputs["timeout"] == api.lambda_timeout_seconds < 29
     assert inputs["memorySize"] == api.lambda_memory_mb
     assert inputs["reservedConcurrentExecutions"] == api.reserved_concurrency
-    assert inputs["handler"] == "handlers.predict_api.lambda_handler"
-    assert function(plan, "preprocess-batch").inputs["handler"] == "handlers.preprocess_batch.lambda_handler"
+    assert inputs["handler"] == "handlers.api.handler.lambda_handler"
+    assert (
+        function(plan, "preprocess-batch").inputs["handler"] == "handlers.preprocess.handler.lambda_handler"
+    )
     for route in plan.of_type("aws:apigateway/integration:Integration"):
         assert route.inputs["timeoutMilliseconds"] == 29_000
 
@@ -194,28 +171,6 @@ def test_every_log_group_has_the_configured_retention_and_the_stack_key(plan: Pl
         assert all(group.inputs["retentionInDays"] >= 365 for group in groups)
 
 
-def test_the_handlers_zip_is_deployed_with_its_hash(plan: Plan) -> None:
-    for key in FUNCTIONS:
-        inputs = function(plan, key).inputs
-        assert inputs["code"].path.endswith("build/lambda/handlers.zip")
-        assert inputs["sourceCodeHash"] == source_code_hash(Path(inputs["code"].path))
-
-
-def test_an_unchanged_handlers_zip_gets_the_same_hash_in_every_plan(tmp_path: Path) -> None:
-    # GIVEN the zips two plans in one process deploy (the second is built with pulumi, a whole
-    # program and its objects loaded), and the same sources built by a fresh interpreter
-    planned = {
-        function(run_offline(stack), "predict-api").inputs["sourceCodeHash"] for stack in ("dev", "prod")
-    }
-    subprocess.run(
-        [sys.executable, "-c", "import sys; from pathlib import Path; from handlers import packaging; "
-         "packaging.build_handlers_zip(Path(sys.argv[1]))", str(tmp_path)],
-        check=True, cwd=infra.offline.project_root(),
-    )  # fmt: skip
-    # THEN the hashes agree: a `pulumi up` with no code change updates no function
-    assert planned == {source_code_hash(tmp_path / "handlers.zip")}
-
-
 # --- IAM ---------------------------------------------------------------------------------------------
 
 
@@ -232,7 +187,7 @@ def test_functions_are_assumed_only_by_lambda_for_this_account(plan: Plan, key: 
 def test_the_api_may_invoke_only_this_stacks_endpoint(plan: Plan) -> None:
     sagemaker = [
         (action, statement["Resource"])
-        for statement in statements(plan, "predict-api")
+        for statement in function_statements(plan, "api-predict-api")
         for action in as_list(statement["Action"])
         if action.startswith("sagemaker:")
     ]
@@ -240,7 +195,7 @@ def test_the_api_may_invoke_only_this_stacks_endpoint(plan: Plan) -> None:
 
 
 def test_the_api_reads_only_the_schema_object_and_decrypts_with_the_stack_key(plan: Plan) -> None:
-    by_sid = {s["Sid"]: s for s in statements(plan, "predict-api")}
+    by_sid = {s["Sid"]: s for s in function_statements(plan, "api-predict-api")}
     artifacts = plan.outputs["bucketArns"]["artifacts"]
     assert by_sid["ReadInputSchema"]["Action"] == "s3:GetObject"
     assert by_sid["ReadInputSchema"]["Resource"] == f"{artifacts}/serving/input-schema.json"
@@ -271,31 +226,8 @@ def test_only_the_xray_actions_use_a_wildcard_resource(plan: Plan) -> None:
 @pytest.mark.parametrize("key", FUNCTIONS)
 def test_functions_write_only_their_own_log_group(plan: Plan, key: str) -> None:
     group_arn = plan.named(f"api-{key}-logs").outputs["arn"]
-    by_sid = {s["Sid"]: s for s in statements(plan, key)}
+    by_sid = {s["Sid"]: s for s in function_statements(plan, f"api-{key}")}
     assert by_sid["WriteOwnLogs"]["Resource"] == [group_arn, f"{group_arn}:*"]
-
-
-def test_batch_reads_raw_and_writes_only_processed_and_quarantine(plan: Plan) -> None:
-    arns = plan.outputs["bucketArns"]
-    by_sid = {s["Sid"]: s for s in statements(plan, "preprocess-batch")}
-    assert by_sid["ReadRawObjects"]["Resource"] == f"{arns['raw']}/raw/*"
-    assert set(by_sid["ReadRawObjects"]["Action"]) == {"s3:GetObject", "s3:GetObjectVersion"}
-    assert by_sid["WriteProcessedAndQuarantine"]["Resource"] == [
-        f"{arns['processed']}/processed/*",
-        f"{arns['processed']}/quarantine/*",
-    ]
-    assert by_sid["TellMissingOutputs"] == {
-        "Sid": "TellMissingOutputs",
-        "Effect": "Allow",
-        "Action": "s3:ListBucket",
-        "Resource": arns["processed"],
-    }
-    writes = [s for s in by_sid.values() if "s3:PutObject" in as_list(s["Action"])]
-    assert [s["Sid"] for s in writes] == ["WriteProcessedAndQuarantine"]
-    assert by_sid["UseStackKey"]["Resource"] == plan.outputs["kmsKeyArn"]
-    assert (
-        by_sid["SendFailuresToDeadLetterQueue"]["Resource"] == plan.named("api-preprocess-dlq").outputs["arn"]
-    )
 
 
 def test_invoke_permissions_carry_a_source_arn(plan: Plan) -> None:
@@ -555,84 +487,3 @@ def test_a_waf_protects_the_stage_only_when_configured(plan: Plan) -> None:
     assert association.inputs["resourceArn"] == (
         f"arn:aws:apigateway:us-east-1::/restapis/{rest_api_id(plan)}/stages/live"
     )
-
-
-# --- batch preprocessing -----------------------------------------------------------------------------
-
-
-def test_objects_created_under_raw_start_preprocessing(plan: Plan) -> None:
-    rule = plan.named("api-preprocess-new-data")
-    pattern = json.loads(rule.inputs["eventPattern"])
-    assert pattern["source"] == ["aws.s3"]
-    assert pattern["detail-type"] == ["Object Created"]
-    assert pattern["detail"]["bucket"]["name"] == [plan.outputs["bucketNames"]["raw"]]
-    assert pattern["detail"]["object"]["key"] == [{"prefix": "raw/"}]
-    target = plan.named("api-preprocess-new-data-target").inputs
-    assert target["rule"] == rule.inputs["name"]
-    assert target["arn"] == function(plan, "preprocess-batch").outputs["arn"]
-
-
-def test_failed_batches_go_to_an_encrypted_tls_only_dead_letter_queue(plan: Plan) -> None:
-    queue = plan.named("api-preprocess-dlq")
-    assert queue.inputs["kmsMasterKeyId"] == plan.outputs["kmsKeyArn"]
-    invoke_config = plan.named("api-preprocess-batch-async").inputs
-    assert invoke_config["functionName"] == function(plan, "preprocess-batch").inputs["name"]
-    assert 0 <= invoke_config["maximumRetryAttempts"] <= 2
-    assert invoke_config["destinationConfig"] == {"onFailure": {"destination": queue.outputs["arn"]}}
-    (statement,) = policy_document(plan.named("api-preprocess-dlq-policy"))["Statement"]
-    assert statement["Effect"] == "Deny"
-    assert statement["Resource"] == queue.outputs["arn"]
-    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-
-
-# --- the powertools layer ----------------------------------------------------------------------------
-
-
-def test_without_a_layer_arn_the_cached_layer_zip_is_published(fake_layer_cache: Path) -> None:
-    plan = cached_plan("dev")
-    layer = plan.named("api-powertools-layer").inputs
-    assert Path(layer["code"].path).parent == fake_layer_cache
-    assert layer["compatibleRuntimes"] == ["python3.11"]
-    assert layer["compatibleArchitectures"] == ["x86_64"]
-    layer_arn = plan.named("api-powertools-layer").outputs["arn"]
-    for key in FUNCTIONS:
-        assert function(plan, key).inputs["layers"] == [layer_arn]
-
-
-def test_a_configured_layer_arn_is_used_and_nothing_is_built(public_layer_plan: Plan) -> None:
-    plan = public_layer_plan
-    assert plan.of_type("aws:lambda/layerVersion:LayerVersion") == []
-    for key in FUNCTIONS:
-        assert function(plan, key).inputs["layers"] == [PUBLIC_LAYER]
-
-
-def test_the_layer_zip_is_built_once_per_powertools_version(tmp_path: Path, monkeypatch) -> None:
-    built: list[Path] = []
-
-    def build(out_dir: Path, offline: bool = False) -> Artifact:
-        built.append(out_dir)
-        path = out_dir / "powertools-layer.zip"
-        path.write_bytes(b"zip")
-        return Artifact(path, 1, 3, 3, "downloaded")
-
-    monkeypatch.setattr(infra.functions, "build_layer_zip", build)
-    first = powertools_layer_zip(tmp_path)
-    second = powertools_layer_zip(tmp_path)
-    assert first == second and first.read_bytes() == b"zip"
-    assert importlib.metadata.version("aws-lambda-powertools") in first.name
-    assert len(built) == 1
-    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # the scratch folder is gone
-
-
-def test_a_cached_layer_of_the_layout_without_bytecode_is_not_reused(tmp_path: Path, monkeypatch) -> None:
-    # GIVEN a zip cached by an earlier version of the build (no layout suffix: no bytecode inside)
-    version = importlib.metadata.version("aws-lambda-powertools")
-    (tmp_path / f"powertools-{version}-python3.11-x86_64.zip").write_bytes(b"old layout")
-
-    def build(out_dir: Path, offline: bool = False) -> Artifact:
-        (out_dir / "powertools-layer.zip").write_bytes(b"new layout")
-        return Artifact(out_dir / "powertools-layer.zip", 1, 10, 10, "downloaded")
-
-    monkeypatch.setattr(infra.functions, "build_layer_zip", build)
-    # WHEN the program asks for the layer THEN it is built again, not taken from the old cache
-    assert powertools_layer_zip(tmp_path).read_bytes() == b"new layout"

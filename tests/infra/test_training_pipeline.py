@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from infra.offline import Plan, PlannedResource
-from tests.infra.conftest import policy_document
+from tests.infra.conftest import as_list, policy_document
 
 # Actions AWS cannot scope to a resource; the only ones allowed on "*", each with a reason in the code.
 UNSCOPABLE_ACTIONS = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
@@ -29,10 +29,6 @@ def execution_policy(plan: Plan) -> dict[str, Any]:
 
 def statements(plan: Plan) -> list[dict[str, Any]]:
     return list(execution_policy(plan)["Statement"])
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def test_the_pipeline_runs_as_its_own_role(stack_plan: Plan) -> None:

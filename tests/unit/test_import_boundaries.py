@@ -11,12 +11,12 @@ import sys
 
 import pytest
 
-from handlers.packaging import HANDLER_ENTRYPOINTS
+from infra.lambda_package import HANDLER_ENTRYPOINTS
 
 HEAVY = {"torch", "pulumi", "pulumi_aws", "sagemaker"}
 PULUMI = {"pulumi", "pulumi_aws", "sagemaker"}
 LAMBDA_MODULES = sorted(
-    {entry.rsplit(".", 1)[0] for entry in HANDLER_ENTRYPOINTS.values()} | {"handlers.packaging"}
+    {entry.rsplit(".", 1)[0] for entry in HANDLER_ENTRYPOINTS.values()} | {"infra.lambda_package"}
 )
 
 
@@ -33,9 +33,13 @@ BOUNDARIES = [
     # The CLI and local mode read config without Pulumi; `mlctl --help` stays fast.
     ("infra.stack_config", HEAVY),
     ("mlctl.cli", HEAVY),
-    # The Pulumi program never imports torch.
+    # The Pulumi program never imports torch, nor the Lambda handlers' runtime (only their settings).
     ("infra.data_lake", {"torch"}),
     ("infra.training", {"torch"}),
+    ("infra.deployer", {"torch", "aws_lambda_powertools"}),
+    ("infra.api", {"torch", "aws_lambda_powertools"}),
+    ("infra.monitoring", {"torch", "aws_lambda_powertools"}),
+    ("infra.preprocessing", {"torch", "aws_lambda_powertools"}),
     # The pipeline definition reads these: no deep-learning stack.
     ("training_jobs.metrics", {"torch", "numpy", *PULUMI}),
     ("training_jobs.evaluation_report", {"torch", "numpy", *PULUMI}),
@@ -45,9 +49,10 @@ BOUNDARIES = [
     ("training_jobs.train", {"sklearn", "boto3", *PULUMI}),
     ("training_jobs.evaluate", {"sklearn", *PULUMI}),
     ("training_jobs.sm_env", PULUMI),
-    ("training_jobs.local_runner", {"torch", *PULUMI}),
+    ("emulator.training.runner", {"torch", *PULUMI}),
     # The serving handler runs in the model container with torch alone.
-    ("handlers.inference", {"training_jobs", "boto3", "pydantic", *PULUMI}),
+    ("handlers.serving.inference", {"training_jobs", "boto3", "pydantic", *PULUMI}),
+    ("handlers.serving.server", {"training_jobs", "aws_lambda_powertools", *PULUMI}),
     # Lambda code: no torch, no Pulumi, no SageMaker SDK.
     *((module, HEAVY) for module in LAMBDA_MODULES),
 ]
@@ -61,7 +66,7 @@ def test_module_does_not_import_another_runtimes_stack(module: str, forbidden: s
 
 
 @pytest.mark.parametrize(
-    ("module", "heavy"), [("infra.data_lake", "pulumi"), ("handlers.inference", "torch")]
+    ("module", "heavy"), [("infra.data_lake", "pulumi"), ("handlers.serving.inference", "torch")]
 )
 def test_the_check_itself_sees_heavy_imports(module: str, heavy: str) -> None:
     # The boundary test above must be able to fail: these modules do load their heavy stack.

@@ -144,6 +144,13 @@ BAD_CONFIGS = [
         id="spot-wait-below-runtime",
     ),
     pytest.param(
+        {"ml-platform:training": {"evaluationMetric": "metrics.accuracy"}},
+        "ml-platform:training.evaluationMetric",
+        "'metrics.accuracy'",
+        "should match pattern",
+        id="evaluation-metric-not-a-plain-name",
+    ),
+    pytest.param(
         {"ml-platform:training": {"instanceType": "p3.2xlarge"}},
         "ml-platform:training.instanceType",
         "'p3.2xlarge'",

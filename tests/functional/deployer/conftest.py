@@ -18,8 +18,8 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from handlers import deployer
-from handlers.model_registry import ModelRegistry, ModelVersion
+from handlers.deployer import handler as deployer
+from handlers.registry.client import ModelRegistry, ModelVersion
 from tests.functional.conftest import REGION
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from handlers import champion
-from handlers.model_registry import ModelRegistry
+from handlers.registry import champion
+from handlers.registry.client import ModelRegistry
 from tests.functional.deployer.conftest import (
     ENDPOINT,
     ENDPOINT_ARN,

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from botocore.stub import ANY
 
-from handlers._deploy_errors import DeploymentConflictError
-from handlers._deploy_plan import TAG_EXPECTED_CONFIG
-from handlers.model_registry import ModelVersion
+from handlers.deployer.errors import DeploymentConflictError
+from handlers.deployer.plan import TAG_EXPECTED_CONFIG
+from handlers.registry.client import ModelVersion
 from tests.functional.deployer.conftest import (
     ALARMS,
     CAPTURE_URI,

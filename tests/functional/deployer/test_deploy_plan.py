@@ -8,16 +8,18 @@ from typing import Any
 
 import pytest
 
-from handlers import deployer
-from handlers._deploy_plan import (
-    MAX_EXECUTION_TIMEOUT_SECONDS,
-    DeploymentPolicy,
-    DeploySettings,
+from handlers.common.errors import ConfigurationError
+from handlers.common.instance_types import has_instance_storage
+from handlers.deployer.plan import (
+    approval_event_pattern,
+    build_deployment_config,
     build_endpoint_config_request,
     build_model_request,
+    endpoint_event_pattern,
+    generated_name,
 )
-from handlers.exceptions import ConfigurationError
-from handlers.model_registry import ModelVersion
+from handlers.deployer.settings import MAX_EXECUTION_TIMEOUT_SECONDS, DeploymentPolicy, DeploySettings
+from handlers.registry.client import ModelVersion
 from tests.functional.deployer.conftest import ALARMS, ENDPOINT, GROUP, IMAGE, KMS_KEY
 
 NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -58,9 +60,9 @@ def test_the_execution_timeout_exceeds_the_sum_of_the_waits(
     if waits + policy.provisioning_allowance_seconds > MAX_EXECUTION_TIMEOUT_SECONDS:
         # Waits SageMaker's 8-hour limit cannot hold are refused before any deployment starts.
         with pytest.raises(ConfigurationError, match="limit"):
-            deployer.build_deployment_config(policy)
+            build_deployment_config(policy)
         return
-    blue_green = deployer.build_deployment_config(policy)["BlueGreenUpdatePolicy"]
+    blue_green = build_deployment_config(policy)["BlueGreenUpdatePolicy"]
     timeout = blue_green["MaximumExecutionTimeoutInSeconds"]
     assert waits < timeout <= MAX_EXECUTION_TIMEOUT_SECONDS
     assert timeout >= 600  # SageMaker's minimum
@@ -69,9 +71,9 @@ def test_the_execution_timeout_exceeds_the_sum_of_the_waits(
 
 
 def test_rollback_alarms_are_named_and_absent_when_none() -> None:
-    with_alarms = deployer.build_deployment_config(DeploymentPolicy(rollback_alarms=ALARMS))
+    with_alarms = build_deployment_config(DeploymentPolicy(rollback_alarms=ALARMS))
     assert with_alarms["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": name} for name in ALARMS]}
-    assert "AutoRollbackConfiguration" not in deployer.build_deployment_config(DeploymentPolicy())
+    assert "AutoRollbackConfiguration" not in build_deployment_config(DeploymentPolicy())
 
 
 def test_names_are_valid_stable_and_change_with_content() -> None:
@@ -97,7 +99,7 @@ def test_names_are_valid_stable_and_change_with_content() -> None:
 
 def test_a_long_group_name_still_gives_a_valid_name() -> None:
     long_group = "a" * 60 + "-models"
-    name = deployer.generated_name(long_group, 123, {"x": 1})
+    name = generated_name(long_group, 123, {"x": 1})
     assert len(name) <= 63 and NAME.match(name) and name.endswith(name[-8:])
     assert "-v123-" in name
 
@@ -118,7 +120,7 @@ def test_a_long_group_name_still_gives_a_valid_name() -> None:
 def test_volume_kms_key_only_where_sagemaker_accepts_it(instance_type: str, local_storage: bool) -> None:
     settings = replace(DeploySettings.from_env(ENV), instance_type=instance_type)
     request = build_endpoint_config_request(settings, "m", VERSION)
-    assert deployer.has_instance_storage(instance_type) is local_storage
+    assert has_instance_storage(instance_type) is local_storage
     assert ("KmsKeyId" in request) is not local_storage
     assert request["DataCaptureConfig"]["KmsKeyId"] == KMS_KEY  # capture is always encrypted
 
@@ -176,7 +178,7 @@ def test_a_prod_stack_with_its_rules_met_is_accepted() -> None:
 
 
 def test_event_patterns_select_this_stack_only() -> None:
-    approval: dict[str, Any] = deployer.approval_event_pattern(GROUP)
+    approval: dict[str, Any] = approval_event_pattern(GROUP)
     assert approval["detail"] == {"ModelPackageGroupName": [GROUP], "ModelApprovalStatus": ["Approved"]}
     assert approval["detail-type"] == ["SageMaker Model Package State Change"]
-    assert deployer.endpoint_event_pattern(ENDPOINT)["detail"] == {"EndpointName": [ENDPOINT]}
+    assert endpoint_event_pattern(ENDPOINT)["detail"] == {"EndpointName": [ENDPOINT]}

@@ -18,7 +18,7 @@ def imported_after(module: str) -> set[str]:
 
 @pytest.mark.parametrize(
     ("module", "dependency"),
-    [("handlers.deployer", "aws_lambda_powertools"), ("handlers.model_registry", "botocore")],
+    [("handlers.deployer.handler", "aws_lambda_powertools"), ("handlers.registry.client", "botocore")],
 )
 def test_lambda_modules_stay_slim(module: str, dependency: str) -> None:
     loaded = imported_after(module)

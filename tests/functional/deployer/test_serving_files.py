@@ -11,9 +11,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from handlers import deployer
-from handlers._deploy_plan import TAG_MODEL_PACKAGE, DeploySettings
-from handlers.model_registry import ModelRegistry
+from handlers.deployer import handler as deployer
+from handlers.deployer.plan import TAG_MODEL_PACKAGE
+from handlers.deployer.settings import DeploySettings
+from handlers.registry.client import ModelRegistry
 from tests.functional.conftest import REGION
 
 BUCKET = "mlp-dev-artifacts"

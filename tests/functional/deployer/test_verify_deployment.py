@@ -9,9 +9,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from handlers import deployer
-from handlers._deploy_errors import DeploymentFailedError, DeploymentTimeoutError
-from handlers._deploy_plan import TAG_EXPECTED_CONFIG, TAG_VERIFIED
+from handlers.deployer import handler as deployer
+from handlers.deployer.errors import DeploymentFailedError, DeploymentTimeoutError
+from handlers.deployer.plan import TAG_EXPECTED_CONFIG, TAG_VERIFIED
+from handlers.deployer.verify import verify_deployment
 from tests.functional.conftest import REGION
 from tests.functional.deployer.conftest import (
     ENDPOINT,
@@ -78,7 +79,7 @@ def test_polls_until_in_service_on_the_expected_config(stubbed: tuple[Any, Stubb
     fake = FakeTime()
 
     # WHEN the deployment is verified
-    verified = deployer.verify_deployment(
+    verified = verify_deployment(
         client, ENDPOINT, NEW, interval_seconds=15, timeout_seconds=600, sleep=fake.sleep, clock=fake.clock
     )
 
@@ -112,9 +113,7 @@ FAILURES = {
 
 
 @pytest.mark.parametrize("case", sorted(FAILURES))
-def test_every_way_of_not_landing_is_a_failed_deployment(
-    stubbed: tuple[Any, Stubber], capsys: pytest.CaptureFixture[str], case: str
-) -> None:
+def test_every_way_of_not_landing_is_a_failed_deployment(stubbed: tuple[Any, Stubber], case: str) -> None:
     # GIVEN an update that settles anywhere but InService on the new config
     client, stubber = stubbed
     state, status, reason = FAILURES[case]
@@ -123,11 +122,9 @@ def test_every_way_of_not_landing_is_a_failed_deployment(
 
     # WHEN it is verified
     with pytest.raises(DeploymentFailedError) as caught:
-        deployer.verify_and_record(
-            client, ENDPOINT, NEW, interval_seconds=5, sleep=fake.sleep, clock=fake.clock
-        )
+        verify_deployment(client, ENDPOINT, NEW, interval_seconds=5, sleep=fake.sleep, clock=fake.clock)
 
-    # THEN it fails with the status, the config it is on and SageMaker's reason, and it is counted
+    # THEN it fails with the status, the config it is on and SageMaker's reason
     failure = caught.value
     assert (failure.status, failure.actual_config, failure.expected_config) == (status, OLD, NEW)
     assert failure.reason == reason
@@ -135,16 +132,6 @@ def test_every_way_of_not_landing_is_a_failed_deployment(
         assert reason in failure.message
     if case == "silent rollback":
         assert "rolled the deployment back" in failure.message
-    assert deployment_metrics(capsys.readouterr().out) == [("DeploymentFailed", ENDPOINT)]
-
-
-def test_success_is_counted(stubbed: tuple[Any, Stubber], capsys: pytest.CaptureFixture[str]) -> None:
-    client, stubber = stubbed
-    queue_states(stubber, endpoint_description("InService", NEW))
-
-    deployer.verify_and_record(client, ENDPOINT, NEW, sleep=FakeTime().sleep)
-
-    assert deployment_metrics(capsys.readouterr().out) == [("DeploymentSucceeded", ENDPOINT)]
 
 
 def test_waiting_is_bounded(stubbed: tuple[Any, Stubber]) -> None:
@@ -155,7 +142,7 @@ def test_waiting_is_bounded(stubbed: tuple[Any, Stubber]) -> None:
 
     # WHEN verified with a 90 s deadline and a 30 s interval
     with pytest.raises(DeploymentTimeoutError, match="still Updating"):
-        deployer.verify_deployment(
+        verify_deployment(
             client, ENDPOINT, NEW, interval_seconds=30, timeout_seconds=90, sleep=fake.sleep, clock=fake.clock
         )
 
@@ -171,7 +158,7 @@ def test_a_vanished_endpoint_is_a_failed_deployment(stubbed: tuple[Any, Stubber]
     )
 
     with pytest.raises(DeploymentFailedError) as caught:
-        deployer.verify_deployment(client, ENDPOINT, NEW, sleep=FakeTime().sleep)
+        verify_deployment(client, ENDPOINT, NEW, sleep=FakeTime().sleep)
     assert caught.value.status == "NotFound"
 
 

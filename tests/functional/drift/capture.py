@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from handlers.common.s3_uri import S3Uri
+
 
 def capture_line(
     instances: Sequence[Any],
@@ -79,7 +81,8 @@ def write_capture(
     seed: int = 0,
 ) -> list[str]:
     """Captured requests from ``start``, a minute apart, in hourly folders; returns the keys written."""
-    bucket, _, prefix = destination.removeprefix("s3://").partition("/")
+    location = S3Uri.parse(destination)
+    bucket, prefix = location.bucket, location.key
     rng = random.Random(seed)
     files: dict[str, list[str]] = {}
     for number, first in enumerate(range(0, len(rows), per_request)):

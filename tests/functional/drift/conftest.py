@@ -14,7 +14,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from handlers import drift_monitor
+from handlers.monitoring import handler as drift_monitor
 from tests.functional.conftest import REGION
 from tests.functional.drift.capture import gaussian_rows, write_capture
 from training_jobs.baselines import compute_baseline

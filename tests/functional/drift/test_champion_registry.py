@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from handlers.champion import compare, record_decision, replay_comparison
-from handlers.model_registry import APPROVED, PENDING, REJECTED, ModelRegistry, ModelVersion
+from handlers.registry.champion import compare, record_decision, replay_comparison
+from handlers.registry.client import APPROVED, PENDING, REJECTED, ModelRegistry, ModelVersion
 from tests.functional.conftest import ARTIFACTS, GROUP, IMAGE
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from handlers import drift_monitor
-from handlers._drift_errors import BaselineNotFoundError, DriftConfigurationError
+from handlers.monitoring import handler as drift_monitor
+from handlers.monitoring.errors import BaselineNotFoundError, DriftConfigurationError
+from handlers.monitoring.settings import DriftSettings
 from tests.functional.drift.capture import gaussian_rows, write_capture
 from tests.functional.drift.conftest import (
     ARTIFACTS,
@@ -252,7 +253,7 @@ def test_a_running_retraining_is_not_started_twice(world: DriftWorld) -> None:
 
     # WHEN the check finds a retrain-level confidence
     report = drift_monitor.check_drift(
-        drift_monitor.DriftSettings.from_env(),
+        DriftSettings.from_env(),
         now=WINDOW_END,
         s3=world.s3,
         cloudwatch=world.cloudwatch,
@@ -291,4 +292,4 @@ def test_capture_written_by_the_generator_has_sagemakers_layout(world: DriftWorl
 
 
 def test_pipeline_name_comes_from_the_environment(world: DriftWorld) -> None:
-    assert drift_monitor.DriftSettings.from_env().pipeline_name == PIPELINE
+    assert DriftSettings.from_env().pipeline_name == PIPELINE

@@ -15,8 +15,9 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from handlers import endpoint_client, predict_api
-from handlers.aws_clients import botocore_client
+from handlers.api import endpoint_client
+from handlers.api import handler as predict_api
+from handlers.common.aws_clients import botocore_client
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 ENDPOINT = "mlp-dev-endpoint"

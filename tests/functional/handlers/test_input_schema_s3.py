@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from handlers.exceptions import ConfigurationError
-from handlers.input_schema import TabularInputSchema, load_input_schema
+from handlers.common.errors import ConfigurationError
+from handlers.common.input_schema import TabularInputSchema, load_input_schema
 
 SCHEMA = {"kind": "tabular", "feature_names": ["age", "bmi"], "means": [50, 25], "stds": [10, 5]}
 

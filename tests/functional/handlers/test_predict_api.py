@@ -10,8 +10,8 @@ import pytest
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 from botocore.stub import Stubber
 
-from handlers import endpoint_client
-from handlers.aws_clients import botocore_client
+from handlers.api import endpoint_client
+from handlers.common.aws_clients import botocore_client
 
 from .conftest import (
     IMAGE_SCHEMA,
@@ -95,7 +95,7 @@ def test_image_pixels_are_decoded_and_sent_as_values(use_schema: Any, endpoint: 
 
 
 def test_the_serving_handlers_per_item_reply_shape_is_understood(use_schema: Any, endpoint: Stubber) -> None:
-    # GIVEN an endpoint that answers as handlers/inference.py does (label + confidence per item)
+    # GIVEN an endpoint that answers as handlers/serving/inference.py does (label + confidence per item)
     use_schema(TEXT_SCHEMA)
     reply = raw_reply({"model": "text-bow", "predictions": [{"label": "spam", "confidence": 0.7}]})
     endpoint.add_response("invoke_endpoint", reply, expected_call(["hello"]))
@@ -376,7 +376,7 @@ def test_missing_schema_is_500_and_the_api_recovers(
     # GIVEN a function deployed without an input schema
     use_schema(TEXT_SCHEMA)
     monkeypatch.delenv("MODEL_INPUT_SCHEMA")
-    from handlers import predict_api
+    from handlers.api import handler as predict_api
 
     predict_api.reset_configuration()
     # WHEN it is asked for a prediction / its health

@@ -11,7 +11,7 @@ from botocore.response import StreamingBody
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from handlers import endpoint_client
+from handlers.api import endpoint_client
 
 from .conftest import TABULAR_SCHEMA, TEXT_SCHEMA, invoke, predict_event
 

@@ -9,7 +9,7 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from handlers import preprocess_batch
+from handlers.preprocess import handler as preprocess_batch
 
 from .conftest import TABULAR_SCHEMA, TEXT_SCHEMA, FakeContext, load_event
 

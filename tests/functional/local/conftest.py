@@ -1,7 +1,7 @@
 """Fixtures for the local gateways: a real model-server container, stdlib fake containers, and
 the runtime gateway in front of them.
 
-- ``model_container``: ``python -m handlers.model_server`` on a tiny TorchScript classifier
+- ``model_container``: ``python -m handlers.serving.server`` on a tiny TorchScript classifier
   (``model.pth`` + a ``code/inference.py`` answering in the container contract
   ``{"predictions": [{"label", "confidence"}]}``): label 0 when the first feature is positive;
 - ``FakeContainer``: an in-process ``/invocations`` server answering with its own name, which
@@ -26,7 +26,7 @@ import pytest
 import torch
 from botocore.config import Config
 
-from mlctl.local.runtime_gateway import EndpointRouter, Route, RuntimeGateway
+from emulator.runtime import EndpointRouter, Route, RuntimeGateway
 from tests.functional.model_server.conftest import WAIT_S, Server, running_server
 
 ENDPOINT = "local-endpoint"

@@ -14,9 +14,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from handlers import endpoint_client, predict_api
-from mlctl.local.api_gateway import LocalApiGateway
-from mlctl.local.runtime_gateway import RuntimeGateway
+from emulator.api_gateway import LocalApiGateway
+from emulator.runtime import RuntimeGateway
+from handlers.api import endpoint_client
+from handlers.api import handler as predict_api
 from tests.functional.local.conftest import ENDPOINT, WAIT_S
 
 API_KEY = "local-test-key"

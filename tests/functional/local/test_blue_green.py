@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mlctl.local.runtime_gateway import EndpointRouter, Route, RuntimeGateway
+from emulator.runtime import EndpointRouter, Route, RuntimeGateway
 from tests.functional.local.conftest import ENDPOINT, VARIANT, WAIT_S, FakeContainer, runtime_client
 
 CLIENTS = 4

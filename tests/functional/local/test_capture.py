@@ -12,9 +12,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from handlers._drift_capture import CapturedWindow, add_capture_lines
-from mlctl.local._capture import CaptureWriter, Invocation
-from mlctl.local.runtime_gateway import EndpointRouter, Route, RuntimeGateway
+from emulator.capture import CaptureWriter, Invocation
+from emulator.runtime import EndpointRouter, Route, RuntimeGateway
+from handlers.monitoring.capture import CapturedWindow, add_capture_lines
 from tests.functional.local.conftest import ENDPOINT, REGION, VARIANT, FakeContainer, runtime_client
 
 BUCKET = "mlp-local-raw"

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from handlers import endpoint_client
-from handlers.api_errors import status_and_code
-from handlers.aws_clients import botocore_client
-from handlers.exceptions import EndpointThrottledError, ModelInvocationError
-from mlctl.local.ports import free_port
-from mlctl.local.runtime_gateway import EndpointRouter, Route, RuntimeGateway
+from emulator.ports import free_port
+from emulator.runtime import EndpointRouter, Route, RuntimeGateway
+from handlers.api import endpoint_client
+from handlers.api.error_responses import status_and_code
+from handlers.api.errors import EndpointThrottledError, ModelInvocationError
+from handlers.common.aws_clients import botocore_client
 from tests.functional.local.conftest import ENDPOINT, VARIANT, runtime_client
 
 BODY = json.dumps({"instances": [[2.0, 0.0, 0.0], [-2.0, 1.0, 1.0]]})
@@ -111,7 +111,7 @@ def test_an_unreachable_container_is_service_unavailable(
 
 @pytest.fixture
 def lambda_runtime_client(runtime: RuntimeGateway) -> Iterator[Any]:
-    """The Lambda's own client (handlers.endpoint_client's timeouts), one attempt per call."""
+    """The Lambda's own client (handlers.api.endpoint_client's timeouts), one attempt per call."""
     config = endpoint_client.TimeoutChain(max_attempts=1).check().botocore_config()
     client = botocore_client("sagemaker-runtime", config, runtime.url)
     endpoint_client.runtime_client.set(client)

@@ -23,9 +23,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from handlers._deploy_plan import DeploySettings
-from handlers.deployer import deploy_model_version
-from handlers.model_registry import ModelRegistry, ModelVersion
+from handlers.deployer.handler import deploy_model_version
+from handlers.deployer.settings import DeploySettings
+from handlers.registry.client import ModelRegistry, ModelVersion
 from mlctl import deploy_wait, invoke, models, targets, train
 from tests.functional.conftest import ARTIFACTS, GROUP, IMAGE, REGION
 from tests.functional.deployer.conftest import SplitClient  # noqa: F401 - re-exported for the tests
@@ -38,7 +38,7 @@ PIPELINE = "mlp-dev-training"
 DEPLOYER_FUNCTION = "mlp-dev-deployer"
 API_KEY = "k3y-for-tests-only-0123456789"
 NOW = datetime(2024, 6, 3, 14, 0, tzinfo=UTC)
-# The deployer Lambda's environment (see handlers/_deploy_plan.py), as local mode records it.
+# The deployer Lambda's environment (see handlers/deployer/plan.py), as local mode records it.
 DEPLOYER_ENV = {
     "MODEL_PACKAGE_GROUP": GROUP,
     "ENDPOINT_NAME": ENDPOINT,

@@ -10,8 +10,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from handlers._deploy_plan import TAG_EXPECTED_CONFIG
-from handlers.input_schema import instance_model_for, parse_input_schema
+from handlers.common.input_schema import instance_model_for, parse_input_schema
+from handlers.deployer.plan import TAG_EXPECTED_CONFIG
 from mlctl import deploy_wait
 from tests.functional.mlctl.conftest import (
     API_KEY,
@@ -277,7 +277,7 @@ def test_the_prediction_api_s_schema_comes_first(
         FunctionName="mlp-dev-predict-api",
         Runtime="python3.11",
         Role=role,
-        Handler="handlers.predict_api.lambda_handler",
+        Handler="handlers.api.handler.lambda_handler",
         Code={"ZipFile": b"not run in this test"},
         Environment={"Variables": {"MODEL_INPUT_SCHEMA": json.dumps({"kind": "text", "max_chars": 100})}},
     )

@@ -12,13 +12,14 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from handlers._deploy_plan import (
+from handlers.deployer.handler import ModelPackageStateChange, deploy_model_version
+from handlers.deployer.plan import (
     TAG_EXPECTED_CONFIG,
     TAG_MODEL_PACKAGE,
     TAG_MODEL_VERSION,
     approval_event_pattern,
 )
-from handlers.deployer import DeploySettings, ModelPackageStateChange, deploy_model_version
+from handlers.deployer.settings import DeploySettings
 from mlctl import models
 from tests.functional.mlctl.conftest import (
     DEPLOYER_ENV,

@@ -30,8 +30,8 @@ from typing import Any
 import pytest
 import torch
 
-from handlers.model_server import NATIVE_THREAD_VARIABLES
-from mlctl.local.ports import free_port
+from emulator.ports import free_port
+from handlers.serving.server import NATIVE_THREAD_VARIABLES
 from training_jobs import package, prepare, train
 from training_jobs.datasets import write_raw
 from training_jobs.hyperparameters import parse_hyperparameters
@@ -117,7 +117,7 @@ class Reply:
 
 @dataclass
 class Server:
-    """A running ``python -m handlers.model_server`` and plain-HTTP helpers to talk to it."""
+    """A running ``python -m handlers.serving.server`` and plain-HTTP helpers to talk to it."""
 
     process: subprocess.Popen[bytes]
     port: int
@@ -198,7 +198,7 @@ def running_server(model_dir: Path, *args: str, log_dir: Path, **env: str) -> It
     log_path = log_dir / f"server-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "handlers.model_server", "--model-dir", str(model_dir)]
+            [sys.executable, "-m", "handlers.serving.server", "--model-dir", str(model_dir)]
             + ["--port", str(port), "--torch-threads", "1", *args],
             cwd=log_dir,
             env=server_env(**env),

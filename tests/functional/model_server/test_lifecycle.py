@@ -10,8 +10,8 @@ import threading
 import pytest
 import uvicorn
 
-from handlers import model_server
-from handlers._server_app import AppOptions, create_app
+from handlers.serving import server as model_server
+from handlers.serving.app import AppOptions, create_app
 
 from .conftest import WAIT_S, Reply, running_server
 

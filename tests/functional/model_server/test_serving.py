@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from handlers import inference
+from handlers.serving import inference
 
 from .conftest import DIGIT, WAIT_S, Server, running_server
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from handlers.model_registry import ModelRegistry, ModelVersion
+from handlers.registry.client import ModelRegistry, ModelVersion
 from tests.functional.conftest import ARTIFACTS, GROUP, IMAGE  # noqa: F401 - used by the tests here
 
 TRAINING_JOB = "arn:aws:sagemaker:us-east-1:123456789012:training-job/mlp-dev-train-2024-06-01"

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from handlers._deploy_errors import (
+from handlers.registry.client import APPROVED, PENDING, REJECTED, ModelRegistry, ModelVersion
+from handlers.registry.errors import (
     ModelGroupNotFoundError,
     ModelNotApprovedError,
     ModelVersionNotFoundError,
     RegistryInputError,
 )
-from handlers.model_registry import APPROVED, PENDING, REJECTED, ModelRegistry, ModelVersion
 from tests.functional.registry.conftest import ARTIFACTS, GROUP, IMAGE, TRAINING_JOB
 
 Register = Callable[..., ModelVersion]

@@ -20,7 +20,8 @@ import pytest
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from training_jobs.local_runner import LocalTrainingRunner, TrainingJobSpec
+from emulator.training.job import TrainingJobSpec
+from emulator.training.runner import LocalTrainingRunner
 
 REGION = "us-east-1"
 BUCKET = "mlp-training-test"

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from training_jobs.local_runner import JobStatus, LocalTrainingRunner, TrainingJobResult
+from emulator.training.job import JobStatus, TrainingJobResult
+from emulator.training.runner import LocalTrainingRunner
 
 LOSS_METRIC = {"Name": "train:loss", "Regex": r"train_loss=([0-9.eE+-]+)"}
 RESUME_METRIC = {"Name": "resumed_from", "Regex": r"resumed_from=(\d+)"}

@@ -10,15 +10,14 @@ from typing import Any
 
 import pytest
 
-from training_jobs.local_runner import (
+from emulator.training.errors import (
     ArtifactExistsError,
     DuplicateTrainingJobError,
     InvalidTrainingJobError,
-    JobStatus,
-    LocalTrainingRunner,
     TrainingJobNotFoundError,
-    describe_job,
 )
+from emulator.training.job import JobStatus
+from emulator.training.runner import LocalTrainingRunner, describe_job
 
 
 def recorded_job_names(aws: Any) -> set[str]:
@@ -203,7 +202,7 @@ def test_describe_unknown_job_raises_not_found(in_process_aws: Any) -> None:
 
 def test_runner_module_stays_free_of_torch_and_pulumi() -> None:
     # GIVEN a fresh interpreter; WHEN it imports the runner (mlctl and local mode do)
-    code = "import sys, training_jobs.local_runner; print(' '.join(m.split('.')[0] for m in sys.modules))"
+    code = "import sys, emulator.training.runner; print(' '.join(m.split('.')[0] for m in sys.modules))"
     loaded = set(
         subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from training_jobs import _local_tags as tags
+from emulator.training import tags
 
 # SageMaker's tag alphabet (botocore's service model), with \p{L}/\p{N}/\p{Z} as Python classes.
 TAG_ALPHABET = re.compile(r"[\w\s.:/=+\-@]*")

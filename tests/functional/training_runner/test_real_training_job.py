@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from emulator.training.job import JobStatus, TrainingJobSpec
+from emulator.training.runner import LocalTrainingRunner
 from tests.functional.training_runner.conftest import ROLE_ARN, Aws
 from training_jobs import datasets, prepare
-from training_jobs.local_runner import JobStatus, LocalTrainingRunner, TrainingJobSpec
 from training_jobs.metrics import METRIC_DEFINITIONS
 
 TASK = "digits"

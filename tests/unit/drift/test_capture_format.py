@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from handlers._drift_capture import (
+from handlers.monitoring.capture import (
     CapturedWindow,
     add_capture_lines,
     hour_prefixes,
     instance_row,
-    parse_s3_uri,
 )
 
 SAMPLE = Path(__file__).resolve().parents[2] / "events" / "data_capture_tabular.jsonl"
@@ -72,9 +71,3 @@ def test_instances_become_baseline_rows(
 def test_hour_folders_cover_the_window() -> None:
     prefixes = hour_prefixes("capture/ep/ep/AllTraffic", datetime(2024, 6, 8, 10, 30, tzinfo=UTC), END)
     assert prefixes == ["capture/ep/ep/AllTraffic/2024/06/08/10/", "capture/ep/ep/AllTraffic/2024/06/08/11/"]
-
-
-def test_s3_uris_are_split_and_checked() -> None:
-    assert parse_s3_uri("s3://raw/capture/ep/") == ("raw", "capture/ep")
-    with pytest.raises(ValueError):
-        parse_s3_uri("https://raw/capture")

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.champion import (
-    PROMOTE,
-    REFUSE,
-    compare,
-    comparison_metadata,
-    metric_direction,
-    replay_comparison,
-)
+from handlers.common.contracts import metric_direction
+from handlers.registry.champion import PROMOTE, REFUSE, compare, comparison_metadata, replay_comparison
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ def imported_after(module: str) -> set[str]:
 
 @pytest.mark.parametrize(
     ("module", "dependency"),
-    [("handlers.drift_monitor", "aws_lambda_powertools"), ("handlers.champion", "botocore")],
+    [("handlers.monitoring.handler", "aws_lambda_powertools"), ("handlers.registry.champion", "botocore")],
 )
 def test_lambda_modules_import_no_heavy_stack(module: str, dependency: str) -> None:
     loaded = imported_after(module)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from handlers import _drift_stats as stats
-from handlers.drift_monitor import OK, RETRAIN, UNAVAILABLE, WARN, confidence_status
+from handlers.monitoring import stats
+from handlers.monitoring.handler import OK, RETRAIN, UNAVAILABLE, WARN, confidence_status
 from training_jobs import baselines
 
 

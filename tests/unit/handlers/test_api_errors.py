@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.api_errors import error_response
-from handlers.endpoint_client import parse_reply
-from handlers.exceptions import (
-    ConfigurationError,
+from handlers.api.endpoint_client import parse_reply
+from handlers.api.error_responses import error_response
+from handlers.api.errors import (
     EndpointThrottledError,
     EndpointTimeoutError,
-    FieldProblem,
-    InvalidRequestError,
     MethodNotAllowedError,
     ModelInvocationError,
     ModelResponseError,
@@ -19,6 +16,7 @@ from handlers.exceptions import (
     RouteNotFoundError,
     UnsupportedMediaTypeError,
 )
+from handlers.common.errors import ConfigurationError, FieldProblem, InvalidRequestError
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from handlers.exceptions import ConfigurationError
-from handlers.input_schema import (
+from handlers.common.errors import ConfigurationError
+from handlers.common.input_schema import (
     ImageInputSchema,
     TabularInputSchema,
     TextInputSchema,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from handlers import packaging
+from infra import lambda_package as packaging
 
 
 def test_handlers_zip_holds_the_handlers_and_their_local_imports_only(tmp_path: Path) -> None:
@@ -19,11 +19,18 @@ def test_handlers_zip_holds_the_handlers_and_their_local_imports_only(tmp_path: 
     artifact = packaging.build_handlers_zip(tmp_path)
     names = zipfile.ZipFile(artifact.path).namelist()  # type: ignore[arg-type]
     # THEN both entry points and what they import are there, in order, and nothing else
-    expected = {"__init__", "predict_api", "preprocess_batch", "api_errors", "input_schema", "exceptions"}
+    expected = {
+        "__init__",
+        "api/handler",
+        "preprocess/handler",
+        "api/error_responses",
+        "common/input_schema",
+        "common/errors",
+    }
     assert {f"handlers/{module}.py" for module in expected} <= set(names)
     assert names == sorted(names)
-    assert "handlers/inference.py" not in names  # the serving container's code (torch)
-    assert "handlers/packaging.py" not in names
+    assert "handlers/serving/inference.py" not in names  # the serving container's code (torch)
+    assert "infra/lambda_package.py" not in names
     assert not [n for n in names if "test" in n]
     assert artifact.files == len(names) and artifact.zipped_bytes < 5 * 1024 * 1024
 
@@ -50,16 +57,18 @@ def test_lambda_imports_the_shipped_bytecode_from_a_read_only_task_root(tmp_path
     zipfile.ZipFile(packaging.build_handlers_zip(tmp_path).path).extractall(task_root)  # type: ignore[arg-type]
     # WHEN a handler is imported there with verbose imports
     result = subprocess.run(
-        [sys.executable, "-v", "-c", "import handlers.preprocess_batch"],
+        [sys.executable, "-v", "-c", "import handlers.preprocess.handler"],
         capture_output=True, text=True, cwd=task_root, check=True,
         env={**os.environ, "PYTHONPATH": str(task_root), "PYTHONDONTWRITEBYTECODE": "1"},
     )  # fmt: skip
     # THEN every handlers module came from its shipped bytecode: none was compiled at import
     lines = result.stderr.splitlines()
     imported = [line for line in lines if line.startswith("import 'handlers")]
-    shipped = f"# code object from '{task_root / 'handlers' / '__pycache__'}"
+    shipped = f"# code object from '{task_root / 'handlers'}"
     from_bytecode = [
-        line for line in lines if line.startswith(shipped) and line.endswith(".cpython-311.pyc'")
+        line
+        for line in lines
+        if line.startswith(shipped) and "/__pycache__/" in line and line.endswith(".cpython-311.pyc'")
     ]
     assert len(imported) > 3 and len(from_bytecode) == len(imported)
 
@@ -68,11 +77,11 @@ def test_an_edited_source_is_compiled_again_not_served_from_stale_bytecode(tmp_p
     # GIVEN the extracted zip with one source changed after the build (e.g. in the console editor)
     task_root = tmp_path / "task"
     zipfile.ZipFile(packaging.build_handlers_zip(tmp_path).path).extractall(task_root)  # type: ignore[arg-type]
-    exceptions = task_root / "handlers" / "exceptions.py"
+    exceptions = task_root / "handlers" / "common" / "errors.py"
     exceptions.write_text(exceptions.read_text() + "\nEDITED_AFTER_BUILD = True\n")
     # WHEN it is imported
     result = subprocess.run(
-        [sys.executable, "-c", "import handlers.exceptions as m; print(m.EDITED_AFTER_BUILD)"],
+        [sys.executable, "-c", "import handlers.common.errors as m; print(m.EDITED_AFTER_BUILD)"],
         capture_output=True, text=True, cwd=task_root, check=False,
         env={**os.environ, "PYTHONPATH": str(task_root), "PYTHONDONTWRITEBYTECODE": "1"},
     )  # fmt: skip

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import torch
 
-from handlers._server_batching import FILL_SHARE, Batcher, BatchInfo
+from handlers.serving.batching import FILL_SHARE, Batcher, BatchInfo
 
 LONG_DELAY_S = 60.0
 ANSWER_WITHIN_S = 10.0

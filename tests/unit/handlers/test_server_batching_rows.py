@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from handlers import inference
-from handlers._server_batching import _batch_key, _concatenate, split_rows
+from handlers.serving import inference
+from handlers.serving.batching import _batch_key, _concatenate, split_rows
 
 
 def test_lists_of_instances_can_share_a_forward_pass() -> None:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from handlers import model_server
-from handlers._server_threads import ForwardThreads
+from handlers.serving import server as model_server
+from handlers.serving.threads import ForwardThreads
 
 
 @pytest.fixture(autouse=True)

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from handlers import endpoint_client
-from handlers.endpoint_client import API_GATEWAY_TIMEOUT_SECONDS, TimeoutChain
-from handlers.exceptions import ConfigurationError
+from handlers.api import endpoint_client
+from handlers.api.endpoint_client import API_GATEWAY_TIMEOUT_SECONDS, TimeoutChain
+from handlers.common.errors import ConfigurationError
 
 
 def test_default_chain_fits_inside_api_gateway() -> None:

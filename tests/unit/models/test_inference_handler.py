@@ -1,4 +1,4 @@
-"""handlers/inference.py: the SageMaker PyTorch serving contract and its error statuses."""
+"""handlers/serving/inference.py: the SageMaker PyTorch serving contract and its error statuses."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import models
-from handlers import inference
+from handlers.serving import inference
 from models import save_model
 from models.tabular import TabularRegressorConfig
 from models.text import TextClassifierConfig

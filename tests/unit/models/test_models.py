@@ -30,7 +30,7 @@ def test_registry_lists_and_builds_every_task_model():
     assert models.names() == ["digits-cnn", "tabular-mlp", "text-bow"]
     # AND each builds from its config type
     for name, (config, _) in SAMPLES.items():
-        assert models.build(name, config).registry_name == name
+        assert models.build(name, config).architecture_name == name
 
 
 def test_registry_refuses_unknown_names_and_mismatched_configs():

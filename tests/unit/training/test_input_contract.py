@@ -10,8 +10,8 @@ import pytest
 import torch
 from pydantic import BaseModel
 
-from handlers.input_schema import parse_input_schema
-from models import registry
+from handlers.common.input_schema import parse_input_schema
+from models import architectures
 from training_jobs.input_contract import INPUT_SCHEMA_FILE, input_schema_document, write_input_schema
 from training_jobs.tasks import TASKS
 
@@ -23,7 +23,7 @@ VALID_INSTANCE = {
 
 
 def _model(task_name: str) -> object:
-    spec = registry.get(TASKS[task_name].model_name)
+    spec = architectures.get(TASKS[task_name].model_name)
     return spec.model_cls(spec.config_cls())
 
 

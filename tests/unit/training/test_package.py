@@ -14,16 +14,16 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from handlers import inference
+from handlers.serving import inference
 from training_jobs import package, serving_code
 
 EXPECTED_MEMBERS = [
     "baseline.json",
     "code/inference.py",
     "code/models/__init__.py",
+    "code/models/architectures.py",
     "code/models/base.py",
     "code/models/persistence.py",
-    "code/models/registry.py",
     "code/models/tabular.py",
     "code/models/text.py",
     "code/models/vision.py",

@@ -1,0 +1,47 @@
+"""Values a producer and its consumers must agree on, defined once.
+
+Training writes a model's serving files and metrics; the deployer publishes the files where the
+API and drift Lambdas read them; the pipeline's gate, the champion gate and local mode judge the
+metrics by the same directions. The training container ships without this package, so the file
+names it writes are checked against these by a test.
+"""
+
+from __future__ import annotations
+
+# The CloudWatch namespace of the metrics the platform's functions emit and its alarms watch.
+METRICS_NAMESPACE = "ml-platform"
+
+# --- files a trained model carries, and where a verified deployment publishes them -----------------
+INPUT_SCHEMA_FILE = "input-schema.json"
+BASELINE_FILE = "baseline.json"
+SERVING_FILES = (INPUT_SCHEMA_FILE, BASELINE_FILE)
+SERVING_PREFIX = "serving"  # in the artifacts bucket
+INPUT_SCHEMA_KEY = f"{SERVING_PREFIX}/{INPUT_SCHEMA_FILE}"
+BASELINE_KEY = f"{SERVING_PREFIX}/{BASELINE_FILE}"
+
+# --- evaluation metrics: which way is better -------------------------------------------------------
+HIGHER_IS_BETTER = frozenset(
+    {"accuracy", "balanced_accuracy", "f1", "macro_f1", "precision", "recall", "auc", "roc_auc", "r2"}
+)
+LOWER_IS_BETTER = frozenset({"rmse", "mse", "mae", "loss", "log_loss", "logloss", "error", "error_rate"})
+
+# The champion gate: how much worse (absolute, per metric) a new version may be than the served one.
+DEFAULT_PROMOTION_MARGIN = 0.02
+
+
+def metric_direction(name: str) -> bool | None:
+    """``True`` when higher is better, ``False`` when lower is, ``None`` when unknown.
+
+    ``val_`` and ``test_`` prefixes are ignored, and case does not matter.
+    """
+    key = name.lower().removeprefix("val_").removeprefix("test_")
+    if key in HIGHER_IS_BETTER:
+        return True
+    if key in LOWER_IS_BETTER:
+        return False
+    return None
+
+
+def lower_is_better(name: str) -> bool:
+    """Whether a smaller value of metric ``name`` is a better model (unknown metrics: higher is)."""
+    return metric_direction(name) is False

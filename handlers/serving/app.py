@@ -1,0 +1,457 @@
+"""The model server's ASGI app: ``/ping``, ``/invocations``, ``/metrics``.
+
+A plain ASGI callable (no framework routing on the hot path): three fixed routes, JSON errors for
+everything else. A cheap ``input_fn``/``output_fn`` (the running mean of their cost under
+``INLINE_BUDGET_S``) runs on the event loop, which saves two thread hops per request; a costlier
+one runs on a thread pool. The forward passes go through the ``Batcher``'s model thread (one at a
+time, shared by concurrent requests), never on the event loop; ``transform_fn`` runs on the pool.
+The model loads on a background thread after the server starts listening, so ``/ping`` answers 503
+while it loads, 200 once it is ready, and 503 again as soon as shutdown starts
+(``model_server._Server`` sets ``ModelService.draining``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from handlers.serving.artifact import (
+    JSON,
+    UTF8_TYPES,
+    BadRequestError,
+    InferenceFunctions,
+    ModelNotReadyError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    ServingError,
+    accepted_media_types,
+    load_inference_functions,
+    media_type_of,
+)
+from handlers.serving.batching import Batcher, BatchInfo, leading_rows
+from handlers.serving.threads import ForwardThreads
+
+logger = logging.getLogger("handlers.serving.server")
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable_input",
+    503: "unavailable",
+    504: "timeout",
+}
+_INTERNAL_MESSAGE = "internal error; quote the request id when reporting it"
+_REASONS = {404: "Not Found", 405: "Method Not Allowed"}
+INLINE_BUDGET_S = 0.001  # input_fn + output_fn cheaper than this (running mean) run on the event loop
+_COST_WEIGHT = 0.05  # weight of the newest request in that running mean
+_ID_PREFIX = uuid.uuid4().hex[:16]  # request ids: a random prefix per process + a counter
+_ids = itertools.count(1)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    """What one worker's app needs (a subset of the server settings)."""
+
+    model_dir: Path
+    program: str = "inference.py"
+    batching: bool = True
+    max_batch_size: int = 32
+    max_batch_delay_ms: float = 5.0
+    max_body_bytes: int = 6 * 1024 * 1024
+    request_timeout_s: float = 60.0
+    default_accept: str = JSON
+    threads: int = 64
+    torch_threads: int = 0  # per forward pass under load; 0: torch's current setting
+    spare_threads: int = 0  # for a lone one-row pass while no other worker runs one
+    in_flight: Any = None  # requests in flight on all workers (multiprocessing.Value); None: alone
+
+
+@dataclass(frozen=True)
+class Prediction:
+    body: bytes
+    content_type: str
+    info: BatchInfo | None
+
+
+class ModelService:
+    """The loaded artifact and the request pipeline that runs on the worker threads."""
+
+    def __init__(self, options: AppOptions) -> None:
+        self.options = options
+        self.ready = threading.Event()
+        self.draining = False
+        self.load_error: BaseException | None = None
+        self.functions: InferenceFunctions | None = None
+        self.model: Any = None
+        self.batcher: Batcher | None = None
+        self._transform_lock = threading.Lock()
+        self._counter_lock = threading.Lock()
+        self.requests = 0
+        self.responses_by_status: dict[int, int] = {}
+        self.load_seconds: float | None = None
+        self._cost = 0.0  # running mean of input_fn + output_fn seconds per request
+        self.threads = ForwardThreads(
+            options.torch_threads or torch.get_num_threads(), options.spare_threads, options.in_flight
+        )
+
+    def load(self) -> None:
+        """Import the artifact's code and run ``model_fn`` (on a background thread)."""
+        started = time.perf_counter()
+        functions = load_inference_functions(self.options.model_dir, self.options.program)
+        logger.info(
+            "serving %s (user functions: %s)",
+            functions.module_file or "the default inference functions",
+            ", ".join(functions.user_functions) or "none",
+        )
+        model = functions.model_fn(str(self.options.model_dir))
+        batching = self.options.batching and functions.transform_fn is None
+        if self.options.batching and not batching:
+            logger.info("transform_fn serves each request whole: batching is off")
+
+        threads = self.threads
+
+        def predict(data: Any) -> Any:
+            threads.before_forward(leading_rows(data))
+            return functions.predict_fn(data, model)
+
+        self.functions, self.model = functions, model
+        self.batcher = Batcher(
+            predict,
+            enabled=batching,
+            max_batch_size=self.options.max_batch_size,
+            max_batch_delay_s=self.options.max_batch_delay_ms / 1000,
+        )
+        self.load_seconds = time.perf_counter() - started
+        self.ready.set()
+        logger.info("model ready in %.2f s (batching %s)", self.load_seconds, "on" if batching else "off")
+
+    async def predict(
+        self, body: bytes, content_type: str | None, accept: str, executor: ThreadPoolExecutor
+    ) -> Prediction:
+        """Decode, predict (batched on the model thread), encode. Decoding and encoding run on the
+        event loop while they are cheap, else on ``executor``."""
+        functions, batcher = self.functions, self.batcher
+        if functions is None or batcher is None:
+            raise ModelNotReadyError("the model is not loaded yet")
+        payload: Any = body
+        if media_type_of(content_type) in UTF8_TYPES:  # the toolkit hands text types over decoded
+            try:
+                payload = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequestError("body is not valid UTF-8") from None
+        loop = asyncio.get_running_loop()
+        timeout = self.options.request_timeout_s
+        if functions.transform_fn is not None:
+            work = loop.run_in_executor(executor, self._transform, functions, payload, content_type, accept)
+            result = await _within(work, timeout)
+            info = None
+        else:
+            input_fn = functions.input_fn
+            inline = self._cost < INLINE_BUDGET_S
+            future: asyncio.Future[tuple[Any, BatchInfo]] = loop.create_future()
+            started = time.perf_counter()
+            if inline:
+                batcher.submit(lambda: input_fn(payload, content_type), future, loop)
+            else:
+                submitted = loop.run_in_executor(
+                    executor, batcher.submit, lambda: input_fn(payload, content_type), future, loop
+                )
+                await _within(submitted, timeout)
+            spent = time.perf_counter() - started
+            expiry = loop.call_later(timeout, _expire, future, timeout)
+            try:
+                prediction, info = await future
+            finally:
+                expiry.cancel()
+            started = time.perf_counter()
+            if inline:
+                result = functions.output_fn(prediction, accept)
+            else:
+                work = loop.run_in_executor(executor, functions.output_fn, prediction, accept)
+                result = await _within(work, timeout)
+            spent += time.perf_counter() - started
+            self._cost += (spent - self._cost) * _COST_WEIGHT
+        out, out_type = result if isinstance(result, tuple) else (result, None)
+        data = out.encode() if isinstance(out, str) else bytes(out)
+        return Prediction(data, str(out_type or _response_type(accept, self.options.default_accept)), info)
+
+    def _transform(
+        self, functions: InferenceFunctions, payload: Any, content_type: str | None, accept: str
+    ) -> Any:
+        with self._transform_lock:
+            return functions.transform_fn(self.model, payload, content_type, accept)  # type: ignore[misc]
+
+    def count(self, status: int) -> None:
+        with self._counter_lock:
+            self.responses_by_status[status] = self.responses_by_status.get(status, 0) + 1
+
+    def metrics(self) -> dict[str, Any]:
+        with self._counter_lock:
+            statuses = {str(k): v for k, v in sorted(self.responses_by_status.items())}
+        batching = {**self.batcher.metrics.snapshot(), **self.batcher.depth()} if self.batcher else {}
+        return {
+            "worker_pid": os.getpid(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "ready": self.ready.is_set(),
+            "draining": self.draining,
+            "batching": bool(self.batcher and self.batcher.enabled),
+            "max_batch_size": self.options.max_batch_size,
+            "max_batch_delay_ms": self.options.max_batch_delay_ms,
+            "model_load_seconds": self.load_seconds,
+            "requests": sum(statuses.values()),
+            "responses_by_status": statuses,
+            **batching,
+        }
+
+
+def create_app(options: AppOptions, on_fatal: Callable[[], None] | None = None) -> ServerApp:
+    """The ASGI app of one worker; ``on_fatal`` is called if the model cannot be loaded.
+    ``app.state.service`` is its ``ModelService``."""
+    return ServerApp(ModelService(options), on_fatal)
+
+
+class ServerApp:
+    """The three routes as one ASGI callable (plus the lifespan protocol)."""
+
+    def __init__(self, service: ModelService, on_fatal: Callable[[], None] | None) -> None:
+        self.service = service
+        self.state = SimpleNamespace(service=service)
+        self.options = service.options
+        self._on_fatal = on_fatal
+        self._executor = ThreadPoolExecutor(max_workers=self.options.threads, thread_name_prefix="predict")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path, method = scope["path"], scope["method"]
+            if path == "/invocations":
+                if method == "POST":
+                    await self.invocations(scope, receive, send)
+                    return
+                allowed = "POST"
+            elif path in {"/ping", "/metrics"}:
+                if method in ("GET", "HEAD"):
+                    await (self.ping(send) if path == "/ping" else self.metrics(send))
+                    return
+                allowed = "GET, HEAD"
+            else:
+                await _send_error(send, 404, _REASONS[404], _request_id(scope["headers"]))
+                return
+            await _send_error(send, 405, _REASONS[405], _request_id(scope["headers"]), {"Allow": allowed})
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1000})
+
+    def _load_in_background(self) -> None:
+        try:
+            self.service.load()
+        except BaseException as exc:
+            self.service.load_error = exc
+            logger.critical("the model could not be loaded; stopping", exc_info=True)
+            if self._on_fatal is not None:
+                self._on_fatal()
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if not self.service.ready.is_set():  # a supervised worker has loaded it already
+                    threading.Thread(target=self._load_in_background, name="model-load", daemon=True).start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.service.draining = True
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                if self.service.batcher is not None:
+                    self.service.batcher.close(timeout=5.0)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def ping(self, send: Send) -> None:
+        if self.service.draining:
+            await _send_json(send, 503, {"status": "draining"})
+        elif not self.service.ready.is_set():
+            status = "failed" if self.service.load_error is not None else "loading"
+            await _send_json(send, 503, {"status": status}, {"Retry-After": "1"})
+        else:
+            await _send_json(send, 200, {"status": "healthy"})
+
+    async def metrics(self, send: Send) -> None:
+        await _send_json(send, 200, self.service.metrics())
+
+    async def invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = accept = length = request_id = amzn_id = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"accept":
+                accept = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value.decode("latin-1")
+            elif name == b"x-request-id":
+                request_id = value.decode("latin-1")
+            elif name == b"x-amzn-requestid":
+                amzn_id = value.decode("latin-1")
+        request_id = _pick_request_id(request_id, amzn_id)
+        try:
+            if not self.service.ready.is_set():
+                raise ModelNotReadyError("the model is not loaded yet")
+            body = await _read_body(receive, length, self.options.max_body_bytes)
+            if accept is None or accepted_media_types(accept) in ([], ["*/*"]):
+                accept = self.options.default_accept
+            self.service.threads.started()
+            try:
+                result = await self.service.predict(body, content_type, accept, self._executor)
+            finally:
+                self.service.threads.finished()
+        except Exception as exc:
+            await _error(send, self.service, exc, request_id)
+            return
+        headers = [
+            (b"content-type", result.content_type.encode("latin-1")),
+            (b"content-length", str(len(result.body)).encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
+        if result.info is not None:
+            headers.append((b"x-batch-size", str(result.info.requests).encode()))
+            headers.append((b"x-batch-rows", str(result.info.rows).encode()))
+        self.service.count(200)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": result.body})
+
+
+async def _within(work: Awaitable[Any], timeout: float) -> Any:
+    try:
+        return await asyncio.wait_for(work, timeout)
+    except TimeoutError:
+        raise _timeout_error(timeout) from None
+
+
+def _timeout_error(timeout: float) -> RequestTimeoutError:
+    return RequestTimeoutError(f"no prediction within {timeout:g} s (SAGEMAKER_MODEL_SERVER_TIMEOUT)")
+
+
+def _expire(future: asyncio.Future[Any], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(_timeout_error(timeout))
+
+
+async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The body, refused with 413 from Content-Length before reading it, or as soon as it passes."""
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequestError("Content-Length is not a number")
+        if int(declared) > limit:
+            raise PayloadTooLargeError(f"body is {int(declared)} bytes; the limit is {limit}")
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):  # the usual case: one message, no copy
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
+        if size > limit:
+            raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
+        if message["type"] == "http.disconnect":
+            raise BadRequestError("the client disconnected before sending the whole body")
+        if not message.get("more_body", False):
+            break
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        chunks.append(chunk)
+    if size > limit:
+        raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
+    return b"".join(chunks)
+
+
+async def _send_json(send: Send, status: int, document: Any, headers: dict[str, str] | None = None) -> None:
+    body = json.dumps(document, separators=(",", ":")).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw.extend(
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()
+    )
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_error(
+    send: Send, status: int, message: str, request_id: str, headers: dict[str, str] | None = None
+) -> None:
+    body = {"error": {"code": _CODES.get(status, "error"), "message": message, "request_id": request_id}}
+    await _send_json(send, status, body, headers)
+
+
+async def _error(send: Send, service: ModelService, exc: Exception, request_id: str) -> None:
+    """Errors with an HTTP status keep it (client errors show their message); anything else is a
+    500 whose traceback goes to the log under the request id, never to the caller."""
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int) or not 400 <= status <= 599:
+        status = 500
+    if status >= 500 and not isinstance(exc, ServingError):
+        logger.error("request %s failed", request_id, exc_info=exc)
+        message = _INTERNAL_MESSAGE
+    elif status >= 500:
+        logger.warning("request %s: %s", request_id, exc)
+        message = getattr(exc, "message", None) or _INTERNAL_MESSAGE
+    else:
+        logger.info("request %s refused (%d): %s", request_id, status, exc)
+        message = str(getattr(exc, "message", None) or exc) or "invalid request"
+    code = getattr(exc, "code", None) if isinstance(exc, ServingError) else None
+    body = {"error": {"code": code or _CODES.get(status, "internal_error"), "message": message}}
+    body["error"]["request_id"] = request_id
+    headers = {"X-Request-Id": request_id}
+    if status == 503:
+        headers["Retry-After"] = "1"
+    service.count(status)
+    await _send_json(send, status, body, headers)
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    found = {
+        name: value.decode("latin-1")
+        for name, value in headers
+        if name in (b"x-request-id", b"x-amzn-requestid")
+    }
+    return _pick_request_id(found.get(b"x-request-id"), found.get(b"x-amzn-requestid"))
+
+
+def _pick_request_id(*candidates: str | None) -> str:
+    for value in candidates:
+        if value and _REQUEST_ID.fullmatch(value):
+            return value
+    return f"{_ID_PREFIX}{next(_ids):x}"
+
+
+def _response_type(accept: str, default: str) -> str:
+    for media_type in accepted_media_types(accept):
+        if "*" not in media_type:
+            return media_type
+    return default
