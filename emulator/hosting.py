@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from emulator import processes
+from emulator.isolation import without_aws
 from emulator.ports import free_port
 from infra.stack_config import project_root
 
@@ -98,6 +100,16 @@ def extend_moto() -> Callable[[], None]:
             customer_metadata_properties, *args, **kwargs,
         )  # fmt: skip
 
+    original_add_tags = SageMakerModelBackend.add_tags
+
+    def add_tags(self: Any, arn: str, tags: list[dict[str, str]]) -> list[dict[str, str]]:
+        # SageMaker replaces the value of a key it already has; moto appends a second one.
+        resource = self._get_resource_from_arn(arn)
+        added = {tag["Key"] for tag in tags}
+        resource.tags = [tag for tag in resource.tags if tag["Key"] not in added]
+        return list(original_add_tags(self, arn, tags))
+
+    SageMakerModelBackend.add_tags = add_tags  # type: ignore[method-assign]
     SageMakerResponse.create_endpoint = create_endpoint  # type: ignore[method-assign]
     SageMakerResponse.update_endpoint = update_endpoint  # type: ignore[attr-defined]
     SageMakerModelBackend.update_model_package = update_model_package  # type: ignore[method-assign]
@@ -106,6 +118,7 @@ def extend_moto() -> Callable[[], None]:
     def undo() -> None:
         SageMakerResponse.create_endpoint = original_create  # type: ignore[method-assign]
         SageMakerModelBackend.update_model_package = original_update_package  # type: ignore[method-assign]
+        SageMakerModelBackend.add_tags = original_add_tags  # type: ignore[method-assign]
         del SageMakerResponse.update_endpoint  # type: ignore[attr-defined]
         del SageMakerResponse._mlp_hosting  # type: ignore[attr-defined]
 
@@ -154,7 +167,8 @@ def start_container(
     """Start ``handlers.serving.server`` on ``model_dir`` and wait until ``/ping`` answers 200."""
     port = free_port()
     log_path = log_dir / f"model-server-{model_name}-{port}.log"
-    env = {**os.environ, **environment, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"}
+    # A model server calls no AWS: it gets no credentials, not even the emulator's placeholders.
+    env = {**without_aws(os.environ), **environment, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"}
     env.pop("SM_MODEL_DIR", None)
     with log_path.open("ab") as log:
         process = subprocess.Popen(
@@ -166,6 +180,7 @@ def start_container(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopping it stops its workers
         )
+    processes.record(process.pid, "model-server")
     container = Container(model_name, f"http://127.0.0.1:{port}", process, log_path)
     try:
         _wait_healthy(container)
@@ -242,6 +257,7 @@ class LocalHosting:
         self._poll_s = poll_s
         self._wait_drained = wait_drained
         self._containers: dict[str, Container] = {}
+        self._served: dict[str, tuple[ServedModel, Path, dict[str, str]]] = {}  # how to start it again
         self._retired: list[Container] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="local-hosting", daemon=True)
@@ -265,12 +281,41 @@ class LocalHosting:
     def _watch(self) -> None:
         while not self._stop.wait(self._poll_s):
             for endpoint in list(self._backend().endpoints.values()):
-                if endpoint.endpoint_status in (CREATING, UPDATING):
-                    try:
+                try:
+                    if endpoint.endpoint_status in (CREATING, UPDATING):
                         self._serve(endpoint)
-                    except Exception:  # a bug here must not stop the other endpoints
-                        logger.exception("serving endpoint %s failed", endpoint.endpoint_name)
-                        self._finish(endpoint, None, "local hosting failed; see the emulator log")
+                    elif endpoint.endpoint_status == IN_SERVICE:
+                        self._replace_if_dead(endpoint)
+                except Exception:  # a bug here must not stop the other endpoints
+                    logger.exception("serving endpoint %s failed", endpoint.endpoint_name)
+                    self._finish(endpoint, None, "local hosting failed; see the emulator log")
+
+    def _replace_if_dead(self, endpoint: Any) -> None:
+        """A model server that died is replaced, as SageMaker replaces a failed instance; if its
+        replacement cannot start, the endpoint is ``Failed`` with the reason."""
+        container = self._containers.get(endpoint.endpoint_name)
+        if container is None or container.process.poll() is None:
+            return
+        served, model_dir, environment = self._served[endpoint.endpoint_name]
+        logger.warning(
+            "endpoint %s: the model server %s exited with %s; starting a new one",
+            endpoint.endpoint_name, container.url, container.process.returncode,
+        )  # fmt: skip
+        try:
+            replacement = start_container(served.model_name, model_dir, environment, self._work_dir / "logs")
+        except ContainerStartError as exc:
+            del self._containers[endpoint.endpoint_name]
+            endpoint.endpoint_status = FAILED
+            endpoint.failure_reason = f"the model server died and could not be replaced: {exc}"
+            endpoint.last_modified_time = _now()
+            return
+        replaced = ServedModel(
+            served.endpoint, replacement.url, served.variant, served.config_name, served.model_name,
+            capture_percent=served.capture_percent, capture_uri=served.capture_uri,
+        )  # fmt: skip
+        self._switch_route(replaced)
+        self._containers[endpoint.endpoint_name] = replacement
+        self._served[endpoint.endpoint_name] = (replaced, model_dir, environment)
 
     def _serve(self, endpoint: Any) -> None:
         backend = self._backend()
@@ -281,14 +326,10 @@ class LocalHosting:
         model = backend._models[variant["ModelName"]]  # moto keeps models private
         container_spec = model.primary_container or (model.containers or [{}])[0]
         logger.info("endpoint %s: serving %s (%s)", endpoint.endpoint_name, config_name, model.model_name)
+        environment = {str(k): str(v) for k, v in (container_spec.get("Environment") or {}).items()}
         try:
             model_dir = self._model_dir(model.model_name, str(container_spec["ModelDataUrl"]))
-            container = start_container(
-                model.model_name,
-                model_dir,
-                {str(k): str(v) for k, v in (container_spec.get("Environment") or {}).items()},
-                self._work_dir / "logs",
-            )
+            container = start_container(model.model_name, model_dir, environment, self._work_dir / "logs")
         except (ContainerStartError, OSError, tarfile.TarError, KeyError) as exc:
             logger.warning("endpoint %s: %s", endpoint.endpoint_name, exc)
             self._finish(endpoint, None, f"model server did not start: {exc}")
@@ -307,6 +348,7 @@ class LocalHosting:
         self._switch_route(served)
         previous = self._containers.get(endpoint.endpoint_name)
         self._containers[endpoint.endpoint_name] = container
+        self._served[endpoint.endpoint_name] = (served, model_dir, environment)
         if previous is not None:
             self._retire(previous)
         self._finish(endpoint, config, None)

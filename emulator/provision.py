@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from infra.offline import Plan, PlannedResource
@@ -37,11 +38,14 @@ class AppliedStack:
 
 
 class LocalApplier:
-    """Applies a :class:`Plan` through boto3 clients (``s3``, ``kms``) pointed at the emulator."""
+    """Applies a :class:`Plan` through boto3 clients (``s3``, ``kms``, ``sagemaker``, ``sns``) pointed
+    at the emulator."""
 
     def __init__(self, clients: Mapping[str, Any], region: str) -> None:
         self._s3 = clients["s3"]
         self._kms = clients["kms"]
+        self._sagemaker = clients["sagemaker"]
+        self._sns = clients["sns"]
         self._region = region
         self._handlers: dict[str, Callable[[Mapping[str, Any], AppliedStack, PlannedResource], None]] = {
             "aws:kms/key:Key": self._key,
@@ -55,6 +59,10 @@ class LocalApplier:
             "aws:s3/bucketLogging:BucketLogging": self._logging,
             "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": self._lifecycle,
             "aws:s3/bucketNotification:BucketNotification": self._notification,
+            "aws:s3/bucketObjectv2:BucketObjectv2": self._object,
+            "aws:sagemaker/modelPackageGroup:ModelPackageGroup": self._model_package_group,
+            "aws:sagemaker/pipeline:Pipeline": self._pipeline,
+            "aws:sns/topic:Topic": self._topic,
         }
 
     def apply(self, plan: Plan) -> AppliedStack:
@@ -163,6 +171,35 @@ class LocalApplier:
         self._s3.put_bucket_notification_configuration(
             Bucket=inputs["bucket"], NotificationConfiguration=configuration
         )
+
+    def _object(self, inputs: Mapping[str, Any], applied: AppliedStack, planned: PlannedResource) -> None:
+        source = inputs["source"]  # a FileAsset: the training code bundle
+        with Path(source.path).open("rb") as body:
+            self._s3.put_object(Bucket=inputs["bucket"], Key=inputs["key"], Body=body)
+
+    # --- SageMaker and SNS ----------------------------------------------------------------------------
+
+    def _model_package_group(
+        self, inputs: Mapping[str, Any], applied: AppliedStack, planned: PlannedResource
+    ) -> None:
+        self._sagemaker.create_model_package_group(
+            ModelPackageGroupName=inputs["modelPackageGroupName"],
+            ModelPackageGroupDescription=inputs.get("modelPackageGroupDescription", ""),
+        )
+
+    def _pipeline(self, inputs: Mapping[str, Any], applied: AppliedStack, planned: PlannedResource) -> None:
+        # The definition holds planned identifiers (the key's ARN) inside its JSON text.
+        definition = json.dumps(applied.resolve(json.loads(inputs["pipelineDefinition"])), sort_keys=True)
+        self._sagemaker.create_pipeline(
+            PipelineName=inputs["pipelineName"],
+            PipelineDisplayName=inputs.get("pipelineDisplayName", inputs["pipelineName"]),
+            PipelineDefinition=definition,
+            PipelineDescription=inputs.get("pipelineDescription", ""),
+            RoleArn=inputs["roleArn"],
+        )
+
+    def _topic(self, inputs: Mapping[str, Any], applied: AppliedStack, planned: PlannedResource) -> None:
+        self._sns.create_topic(Name=inputs["name"])
 
 
 def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ FORWARDED_HEADERS = (
     "X-Amzn-SageMaker-Inference-Id",
 )
 _INVOCATIONS = re.compile(r"/endpoints/(?P<name>[^/]+)/invocations")
-_ERROR_TYPE_SUFFIX = ":http://internal.amazon.com/coral/com.amazon.sagemaker.runtime/"
+ERROR_TYPE_SUFFIX = ":http://internal.amazon.com/coral/com.amazon.sagemaker.runtime/"
 
 
 # --- the HTTP plumbing both local gateways share ----------------------------------------------------------
@@ -466,7 +466,7 @@ class RuntimeGateway:
         with self._counts:
             self.errors_by_code[error.code] += 1
         document = {**error.fields, "Message": error.message} if error.fields else {"message": error.message}
-        headers = [("x-amzn-ErrorType", error.code + _ERROR_TYPE_SUFFIX), ("x-amzn-RequestId", request_id)]
+        headers = [("x-amzn-ErrorType", error.code + ERROR_TYPE_SUFFIX), ("x-amzn-RequestId", request_id)]
         return json_response(error.status, document, headers)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emulator.isolation import write_private
 from handlers.common.s3_uri import S3Uri
 
 CONFIG_FILE = "emulator.json"
@@ -46,7 +47,7 @@ class EmulatorConfig:
         return cls(**json.loads((state_dir / CONFIG_FILE).read_text()))
 
     def write(self, state_dir: Path) -> None:
-        (state_dir / CONFIG_FILE).write_text(json.dumps(self.__dict__, indent=2))
+        write_private(state_dir / CONFIG_FILE, json.dumps(self.__dict__, indent=2))  # holds the API key
 
 
 def run(state_dir: Path) -> int:
@@ -55,17 +56,23 @@ def run(state_dir: Path) -> int:
     aws_url = f"http://127.0.0.1:{config.moto_port}"
     _aws_environment(config, aws_url)
 
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - heavy: only this process needs moto
-
-    from emulator import hosting  # noqa: PLC0415
+    from emulator import hosting, pipeline_executions  # noqa: PLC0415 - moto: only this process needs it
+    from emulator.aws_endpoint import EmulatedAws  # noqa: PLC0415
+    from emulator.clients import emulator_client  # noqa: PLC0415
 
     hosting.extend_moto()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=config.moto_port, verbose=False)
-    moto.start()
+    pipelines = pipeline_executions.PipelineRunner(
+        lambda service: emulator_client(service, config.region, aws_url),
+        state_dir / "pipelines",
+    )
+    pipeline_executions.extend_moto(pipelines.start)
+    aws = EmulatedAws("127.0.0.1", config.moto_port)  # moto, with SageMaker Runtime's paths served for real
+    aws.start()
     stopping = threading.Event()
     services = _Services(config, aws_url, state_dir)
     try:
         services.start()
+        aws.dispatch.runtime_url = services.runtime_url
         (state_dir / READY_FILE).write_text(
             json.dumps(
                 {
@@ -83,7 +90,7 @@ def run(state_dir: Path) -> int:
         stopping.wait()
     finally:
         services.stop()
-        moto.stop()
+        aws.stop()
         (state_dir / READY_FILE).unlink(missing_ok=True)
     return 0
 

@@ -58,6 +58,7 @@ training = TrainingPipeline(
         kms_key_arn=data_lake.key.arn,
         model_package_group_name=registry.group.model_package_group_name,
         training=config.training,
+        serving_instance_type=config.serving.instance_type,
         metric_definitions=METRIC_DEFINITIONS,
     ),
     opts=context.component_opts(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -166,7 +167,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _write_zip(path: Path, files: dict[str, Path]) -> Artifact:
-    """Write ``files`` (archive name -> source file) and their bytecode, deterministically."""
+    """Write ``files`` (archive name -> source file) and their bytecode, deterministically.
+
+    The build is deterministic, so a zip built from the same sources by the same Python is kept:
+    every plan and preview would otherwise compile it again.
+    """
+    digest = hashlib.sha256(sys.version.encode())
+    for name, source in sorted(files.items()):
+        digest.update(f"\0{name}\0".encode() + source.read_bytes())
+    stamp = path.with_name(f".{path.name}.sources")
+    if path.is_file() and stamp.is_file() and stamp.read_text() == digest.hexdigest():
+        with zipfile.ZipFile(path) as existing:
+            members = existing.infolist()
+        return Artifact(path, len(members), sum(m.file_size for m in members), path.stat().st_size)
+    stamp.unlink(missing_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     total = 0
     with (
@@ -181,6 +195,7 @@ def _write_zip(path: Path, files: dict[str, Path]) -> Artifact:
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, data, compresslevel=9)
+    stamp.write_text(digest.hexdigest())
     return Artifact(path, len(entries), total, path.stat().st_size)
 
 

@@ -23,24 +23,41 @@ account ids) come from the SDK's image table, never from this module.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from functools import cache
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from handlers.common.contracts import lower_is_better
-from handlers.common.instance_types import DEFAULT_INSTANCE_TYPE, has_instance_storage
+from handlers.common.contracts import (
+    DATASET_VERSION_KEY,
+    HYPERPARAMETER_PREFIX,
+    METRIC_PREFIX,
+    TRAINING_JOB_KEY,
+    TRIGGER_DATASET_VERSION_KEY,
+    lower_is_better,
+)
+from handlers.common.instance_types import has_instance_storage
 from infra.stack_config import TrainingConfig
-from training_jobs.evaluation_report import EVALUATION_FILE, metric_json_path
+from training_jobs.evaluation_report import (
+    CLASSIFICATION_METRICS,
+    DATASET_VERSION_PATH,
+    EVALUATION_FILE,
+    REGRESSION_METRICS,
+    metric_json_path,
+)
 from training_jobs.prepare import MANIFEST_FILE
 from training_jobs.sm_env import CONTAINER_CHECKPOINT_DIR
+from training_jobs.tasks import REGRESSION, TASKS
 
 if TYPE_CHECKING:  # the SDK is imported only inside the build (see _offline_sdk)
     from sagemaker.core.workflow.parameters import Parameter
@@ -100,12 +117,12 @@ class PipelineDefinitionSpec:
     code_uri: str
     model_package_group_name: str
     model_name: str
+    inference_instance_type: str  # the endpoint's: registered versions serve on it
     training: TrainingConfig = field(default_factory=TrainingConfig)
     metric_definitions: Sequence[Mapping[str, str]] = ()
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
     processing_instance_type: str = "ml.m5.xlarge"
     processing_max_runtime_seconds: int = 4 * 3600
-    inference_instance_type: str = DEFAULT_INSTANCE_TYPE
     # The newest PyTorch release the SDK's image table has for both training and inference on
     # py311 (2.6 exists only for py312).
     framework_version: str = FRAMEWORK_VERSION
@@ -132,6 +149,7 @@ class _Parameters:
     evaluation_threshold: Parameter
     approval_status: Parameter
     training_instance_type: Parameter
+    training_epochs: Parameter
 
     def all(self) -> list[Parameter]:
         return [
@@ -140,6 +158,7 @@ class _Parameters:
             self.evaluation_threshold,
             self.approval_status,
             self.training_instance_type,
+            self.training_epochs,
         ]
 
 
@@ -162,7 +181,7 @@ def build_pipeline_definition(spec: PipelineDefinitionSpec) -> str:
             params,
             evaluate,
             report,
-            if_true=_register_step(spec, session, params, train, evaluate),
+            if_true=_register_step(spec, session, params, train, (evaluate, report)),
             if_false=_fail_step(spec, params),
         )
         pipeline = Pipeline(
@@ -285,6 +304,10 @@ def _parameters(spec: PipelineDefinitionSpec) -> _Parameters:
         training_instance_type=ParameterString(
             "TrainingInstanceType", default_value=spec.training.instance_type
         ),
+        # A hyperparameter, so a string; the task's own default unless an execution says otherwise.
+        training_epochs=ParameterString(
+            "TrainingEpochs", default_value=str(TASKS[spec.training.task].defaults.get("epochs", 10))
+        ),
     )
 
 
@@ -294,8 +317,60 @@ def _image_uri(spec: PipelineDefinitionSpec, instance_type: str, scope: str) -> 
 
 def inference_image_uri(region: str, instance_type: str) -> str:
     """The SageMaker PyTorch inference image the pipeline registers models with, for ``region``."""
-    with _offline_sdk(region):
-        return _pytorch_image(region, instance_type, "inference", FRAMEWORK_VERSION, PY_VERSION)
+
+    def look_up() -> str:
+        with _offline_sdk(region):
+            return _pytorch_image(region, instance_type, "inference", FRAMEWORK_VERSION, PY_VERSION)
+
+    return _cached("inference-image", [region, instance_type, FRAMEWORK_VERSION, PY_VERSION], look_up)
+
+
+def pipeline_definition(spec: PipelineDefinitionSpec) -> str:
+    """:func:`build_pipeline_definition`, kept on disk by content: a spec built before is read back.
+
+    The build is deterministic, so the same spec, SDK and code give the same text; importing the
+    SDK and building take seconds, which every plan, preview and ``mlctl local up`` would pay.
+    """
+    return _cached("definition", [repr(spec)], lambda: build_pipeline_definition(spec))
+
+
+# Where built values are kept; the key covers the inputs, the SDK's version and the code that builds.
+CACHE_DIR = Path(__file__).resolve().parent.parent / "build" / "pipeline-definitions"
+
+
+def _cached(kind: str, inputs: Sequence[str], compute: Callable[[], str]) -> str:
+    key = hashlib.sha256(json.dumps([kind, *inputs, *_builder_fingerprint()]).encode()).hexdigest()
+    path = CACHE_DIR / f"{kind}-{key[:32]}.txt"
+    with suppress(OSError):
+        return path.read_text()
+    value = compute()
+    with suppress(OSError):  # a read-only checkout still plans, just slower
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_text(value)
+        temporary.replace(path)  # whole or not at all, for concurrent plans
+    return value
+
+
+@cache
+def _builder_fingerprint() -> tuple[str, ...]:
+    """The SDK's version and the source of every module whose values reach a definition."""
+    from importlib.metadata import version  # noqa: PLC0415
+
+    modules = (sys.modules[__name__], *(sys.modules[name] for name in _DEFINITION_INPUT_MODULES))
+    sources = [hashlib.sha256(Path(str(m.__file__)).read_bytes()).hexdigest() for m in modules]
+    return (version("sagemaker"), *sources)
+
+
+_DEFINITION_INPUT_MODULES = (
+    "infra.stack_config",
+    "handlers.common.contracts",
+    "handlers.common.instance_types",
+    "training_jobs.evaluation_report",
+    "training_jobs.prepare",
+    "training_jobs.sm_env",
+    "training_jobs.tasks",
+)
 
 
 def _pytorch_image(region: str, instance_type: str, scope: str, version: str, py_version: str) -> str:
@@ -449,7 +524,11 @@ def _train_step(
             enable_inter_container_traffic_encryption=spec.training.inter_container_encryption,
         ),
         # train.py rejects unknown hyperparameters; the task selects the architecture.
-        hyperparameters={**spec.hyperparameters, "task": spec.training.task},
+        hyperparameters={
+            **spec.hyperparameters,
+            "task": spec.training.task,
+            "epochs": params.training_epochs,
+        },
     ).with_metric_definitions(
         [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in spec.metric_definitions]
     )
@@ -497,11 +576,17 @@ def _register_step(
     session: PipelineSession,
     params: _Parameters,
     train: TrainingStep,
-    evaluate: ProcessingStep,
+    evaluation: tuple[ProcessingStep, PropertyFile],
 ) -> ModelStep:
     from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+    from sagemaker.core.workflow.functions import Join, JsonGet
     from sagemaker.mlops.workflow.model_step import ModelStep
     from sagemaker.serve.model_builder import ModelBuilder
+
+    evaluate, report = evaluation
+
+    def reported(json_path: str) -> JsonGet:
+        return JsonGet(step_name=evaluate.name, property_file=report, json_path=json_path)
 
     report_uri = _join(
         evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, EVALUATION_FILE
@@ -526,13 +611,36 @@ def _register_step(
         description=(
             f"{spec.model_name} for task {spec.training.task}, gated on {spec.training.evaluation_metric}"
         ),
+        # What the registry, mlctl and the champion gate read (handlers/registry/client.py): each
+        # metric of evaluation.json, the dataset version it was trained on, the job and its epochs.
+        # Join turns JsonGet's number into the string a metadata value must be.
         customer_metadata_properties={
             "model": spec.model_name,
             "task": spec.training.task,
-            "trigger-dataset-version": params.dataset_version,
+            TRIGGER_DATASET_VERSION_KEY: params.dataset_version,
+            DATASET_VERSION_KEY: reported(DATASET_VERSION_PATH),
+            TRAINING_JOB_KEY: train.properties.TrainingJobName,
+            f"{HYPERPARAMETER_PREFIX}epochs": params.training_epochs,
+            **{
+                f"{METRIC_PREFIX}{metric}": Join(
+                    on="",
+                    values=[
+                        JsonGet(
+                            step_name=evaluate.name, property_file=report, json_path=metric_json_path(metric)
+                        )
+                    ],
+                )
+                for metric in _reported_metrics(spec)
+            },
         },
     )
     return ModelStep(name=REGISTER_STEP, step_args=step_args)
+
+
+def _reported_metrics(spec: PipelineDefinitionSpec) -> tuple[str, ...]:
+    """The metrics evaluate.py writes for the stack's task."""
+    regression = TASKS[spec.training.task].kind == REGRESSION
+    return REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
 
 
 def _fail_step(spec: PipelineDefinitionSpec, params: _Parameters) -> FailStep:

@@ -33,8 +33,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from handlers.common.aws_clients import profile_free_session
 from handlers.common.contracts import DEFAULT_PROMOTION_MARGIN
-from handlers.common.instance_types import DEFAULT_INSTANCE_TYPE
+from handlers.common.instance_types import DEFAULT_INSTANCE_TYPE, GPU_INSTANCE_FAMILIES, instance_family
 
 PROJECT = "ml-platform"
 REGION_KEY = "aws:region"
@@ -47,8 +48,6 @@ LOG_RETENTION_DAYS = (
 PROD_MIN_LOG_RETENTION_DAYS = 365
 PROD_MIN_INSTANCES = 2
 PROD_MIN_BAKING_SECONDS = 300
-# SageMaker instance families with NVIDIA GPUs (inf/trn are accelerators, not CUDA GPUs).
-GPU_INSTANCE_FAMILIES = ("g4dn", "g5", "g6", "g6e", "gr6", "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en")
 MAX_TRAINING_RUNTIME_SECONDS = 28 * 24 * 3600  # SageMaker's ceiling for a training job
 # SageMaker's MaximumExecutionTimeoutInSeconds is at most 8 h; keep 30 min for provisioning.
 DEPLOYMENT_TIMEOUT_CEILING_SECONDS = 8 * 3600
@@ -297,6 +296,15 @@ class StackConfigError(ValueError):
         super().__init__(f"invalid stack configuration ({source}):\n{lines}")
 
 
+class StackFileError(StackConfigError):
+    """The stack file cannot be read as YAML: one line naming the file and where it breaks."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        ValueError.__init__(self, f"{source} is not valid YAML: {problem}")
+        self.source = source
+        self.issues = ()
+
+
 class UnknownStackError(LookupError):
     """No ``Pulumi.<stack>.yaml`` exists for the requested stack."""
 
@@ -309,10 +317,8 @@ class UnknownStackError(LookupError):
 
 @cache
 def known_regions() -> tuple[str, ...]:
-    """Regions where SageMaker runs, from botocore's bundled endpoint data (no network)."""
-    import boto3  # noqa: PLC0415 - botocore's endpoint data is loaded only when a region is checked
-
-    return tuple(boto3.session.Session().get_available_regions("sagemaker"))
+    """Regions where SageMaker runs, from botocore's bundled endpoint data (no network, no profile)."""
+    return tuple(profile_free_session().get_available_regions("sagemaker"))
 
 
 def parse_stack_config(values: Mapping[str, Any], source: str = "stack config") -> StackConfig:
@@ -553,11 +559,6 @@ def deployment_wait_seconds(deployment: DeploymentConfig) -> int:
     return traffic_shift_steps(deployment) * deployment.baking_seconds + deployment.termination_wait_seconds
 
 
-def instance_family(instance_type: str) -> str:
-    """``ml.g5.2xlarge`` -> ``g5``."""
-    return instance_type.split(".")[1]
-
-
 # --- stack files -----------------------------------------------------------------------------------
 
 
@@ -582,7 +583,13 @@ def stack_file(stack: str, root: Path | None = None) -> Path:
 def read_stack_values(stack: str, root: Path | None = None) -> dict[str, Any]:
     """The ``config:`` mapping of ``Pulumi.<stack>.yaml``, as Pulumi would read it."""
     path = stack_file(stack, root)
-    document = yaml.safe_load(path.read_text()) or {}
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise StackFileError(path.name, f"{where}{problem}") from None
     values = document.get("config") or {}
     if not isinstance(values, dict):
         raise StackConfigError(path.name, [ConfigIssue("config", values, "must be a mapping of keys")])

@@ -23,7 +23,7 @@ from infra.iam import (
     service_assume_role_policy,
     volume_key_grant_statement,
 )
-from infra.pipeline_definition import PipelineDefinitionSpec, build_pipeline_definition
+from infra.pipeline_definition import PipelineDefinitionSpec, pipeline_definition
 from infra.source_bundle import build_source_bundle
 from infra.stack_config import TrainingConfig
 from training_jobs.tasks import TASKS
@@ -47,6 +47,8 @@ class TrainingPipelineArgs:
     kms_key_arn: the stack key; every job output and volume is encrypted with it.
     model_package_group_name: where a model that passes the evaluation gate is registered.
     training: the stack's training settings.
+    serving_instance_type: what the endpoint serves on: registered versions get the inference
+        image for its family (CPU or GPU) and name it as their supported instance type.
     metric_definitions: SageMaker metric regexes matching what the training script prints.
     """
 
@@ -56,6 +58,7 @@ class TrainingPipelineArgs:
     kms_key_arn: pulumi.Input[str]
     model_package_group_name: pulumi.Input[str]
     training: TrainingConfig
+    serving_instance_type: str
     metric_definitions: Sequence[dict[str, str]] = field(default_factory=list)
 
 
@@ -137,7 +140,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             code_uri=self.code_uri,
             group=args.model_package_group_name,
         ).apply(
-            lambda known: build_pipeline_definition(
+            lambda known: pipeline_definition(
                 PipelineDefinitionSpec(
                     pipeline_name=self.pipeline_name,
                     region=args.stack.region,
@@ -151,6 +154,7 @@ class TrainingPipeline(pulumi.ComponentResource):
                     training=training,
                     metric_definitions=list(args.metric_definitions),
                     model_name=TASKS[training.task].model_name,
+                    inference_instance_type=args.serving_instance_type,
                 )
             )
         )

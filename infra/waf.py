@@ -5,12 +5,17 @@ Switched on by ``api.waf`` (prod); declared as part of the API component, on its
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pulumi
 import pulumi_aws as aws
 
 from infra.context import StackIdentity
 
-ManagedOverride = aws.wafv2.WebAclRuleStatementManagedRuleGroupStatementRuleActionOverrideArgsDict
+if TYPE_CHECKING:  # pulumi_aws.wafv2 takes ~0.3 s to import: only stacks with a WAF pay for it
+    from pulumi_aws.wafv2 import WebAclRuleStatementManagedRuleGroupStatementRuleActionOverrideArgsDict
+
+    ManagedOverride = WebAclRuleStatementManagedRuleGroupStatementRuleActionOverrideArgsDict
 
 
 def web_acl(

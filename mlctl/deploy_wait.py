@@ -21,9 +21,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from handlers.common.contracts import INPUT_SCHEMA_FILE, INPUT_SCHEMA_KEY
 from handlers.common.errors import ConfigurationError
 from handlers.common.input_schema import (
-    SCHEMA_ENV,
     SCHEMA_URI_ENV,
     AnyInputSchema,
     ImageInputSchema,
@@ -253,18 +255,31 @@ def _input_schema(target: PlatformTarget, sagemaker: Any, endpoint: str) -> AnyI
             return load_input_schema(variables, lambda: client(target, "s3"))
         except ConfigurationError:
             pass  # no schema configured there; the model package may carry one
+    # The schema the deployer published for the API (the same file the API reads), then the one
+    # the served version's evaluation step wrote next to its report.
+    buckets = target.optional_output("bucketNames")
+    if isinstance(buckets, dict) and buckets.get("artifacts"):
+        schema = _schema_at(target, f"s3://{buckets['artifacts']}/{INPUT_SCHEMA_KEY}")
+        if schema is not None:
+            return schema
     state = describe_endpoint_state(sagemaker, endpoint)
     package = endpoint_tags(sagemaker, state.arn if state else None).get(TAG_MODEL_PACKAGE)
-    if not package:
+    report = ModelRegistry(sagemaker).describe(package).evaluation_report_uri if package else None
+    if not report:
         return None
-    environment = ModelRegistry(sagemaker).describe(package).environment
-    schema_env = {name: environment[name] for name in (SCHEMA_ENV, SCHEMA_URI_ENV) if environment.get(name)}
-    if not schema_env:
-        return None
+    return _schema_at(target, f"{report.rsplit('/', 1)[0]}/{INPUT_SCHEMA_FILE}")
+
+
+def _schema_at(target: PlatformTarget, uri: str) -> AnyInputSchema | None:
+    """The input schema at ``uri``; None where there is none."""
     try:
-        return load_input_schema(schema_env, lambda: client(target, "s3"))
+        return load_input_schema({SCHEMA_URI_ENV: uri}, lambda: client(target, "s3"))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NoSuchBucket", "AccessDenied"}:
+            return None
+        raise
     except ConfigurationError as exc:
-        raise CommandError(f"the model package's input schema is unusable: {exc.message}") from None
+        raise CommandError(f"the input schema at {uri} is unusable: {exc.message}") from None
 
 
 def _parse_smoke_body(text: str) -> bytes:

@@ -16,14 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.stack_config import (
-    GPU_INSTANCE_FAMILIES,
-    PROD_MIN_INSTANCES,
-    PROJECT,
-    Environment,
-    ServingConfig,
-    instance_family,
-)
+from handlers.common.instance_types import GPU_INSTANCE_FAMILIES, instance_family
+from infra.stack_config import PROD_MIN_INSTANCES, PROJECT, Environment, ServingConfig
 from mlctl.cost import HOURS_PER_MONTH, InstancePrice, PriceTable, PriceTableError, load_prices
 
 EXIT_OK = 0

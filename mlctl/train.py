@@ -30,6 +30,7 @@ from mlctl.targets import (
 # the SageMaker SDK that builds the definition.
 PARAM_DATASET_VERSION = "DatasetVersion"
 PARAM_INPUT_DATA_URI = "InputDataUri"
+PARAM_TRAINING_EPOCHS = "TrainingEpochs"
 SUCCEEDED = "Succeeded"
 ENDED = frozenset({SUCCEEDED, "Failed", "Stopped"})
 DEFAULT_TIMEOUT_SECONDS = 4 * 3600.0
@@ -60,6 +61,12 @@ def add_train_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     train.add_argument(
         "--input-data-uri", metavar="URI", help=f"the pipeline's {PARAM_INPUT_DATA_URI} parameter (s3://...)"
     )
+    train.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help=f"the pipeline's {PARAM_TRAINING_EPOCHS} parameter (default: the task's)",
+    )
     train.add_argument("--no-wait", action="store_true", help="start it, print the execution ARN, and exit")
     train.add_argument(
         "--timeout",
@@ -85,10 +92,12 @@ def _train(args: argparse.Namespace) -> int:
             raise CommandError("--timeout and --poll must not be negative", EXIT_USAGE)
         if args.input_data_uri and not args.input_data_uri.startswith("s3://"):
             raise CommandError("--input-data-uri must be an s3:// URI", EXIT_USAGE)
+        if args.epochs is not None and args.epochs < 1:
+            raise CommandError("--epochs must be at least 1", EXIT_USAGE)
         target = resolve_target(args)
         sagemaker = client(target, "sagemaker")
         pipeline = str(target.output("trainingPipelineName"))
-        arn = start_training(sagemaker, pipeline, args.dataset_version, args.input_data_uri)
+        arn = start_training(sagemaker, pipeline, args.dataset_version, args.input_data_uri, args.epochs)
         print(f"started {pipeline}: {arn}", flush=True)
         if args.no_wait:
             return EXIT_OK
@@ -102,7 +111,6 @@ def _train(args: argparse.Namespace) -> int:
             sagemaker, arn, timeout_seconds=args.timeout, poll_seconds=args.poll, say=say, clock=clock
         )
         if outcome.status == SUCCEEDED:
-            say(f"pipeline execution {SUCCEEDED}")
             return EXIT_OK
         where = f" at step {outcome.failed_step}" if outcome.failed_step else ""
         why = f": {outcome.failure_reason}" if outcome.failure_reason else ""
@@ -112,14 +120,19 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def start_training(
-    sagemaker: Any, pipeline: str, dataset_version: str | None = None, input_data_uri: str | None = None
+    sagemaker: Any,
+    pipeline: str,
+    dataset_version: str | None = None,
+    input_data_uri: str | None = None,
+    epochs: int | None = None,
 ) -> str:
     """StartPipelineExecution; unset parameters keep the pipeline's defaults."""
-    parameters = [
-        {"Name": name, "Value": value}
-        for name, value in ((PARAM_DATASET_VERSION, dataset_version), (PARAM_INPUT_DATA_URI, input_data_uri))
-        if value
-    ]
+    given = {
+        PARAM_DATASET_VERSION: dataset_version,
+        PARAM_INPUT_DATA_URI: input_data_uri,
+        PARAM_TRAINING_EPOCHS: None if epochs is None else str(epochs),
+    }
+    parameters = [{"Name": name, "Value": value} for name, value in given.items() if value]
     request: dict[str, Any] = {
         "PipelineName": pipeline,
         "PipelineExecutionDescription": "started by mlctl train",
@@ -147,16 +160,21 @@ def follow_execution(
     status = ""
     while True:
         execution = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
-        if execution.get("PipelineExecutionStatus") != status:
+        steps = list_steps(sagemaker, arn)
+        ended = execution.get("PipelineExecutionStatus") in ENDED
+        if not ended and execution.get("PipelineExecutionStatus") != status:
             status = str(execution.get("PipelineExecutionStatus"))
             say(f"pipeline execution {status}")
-        steps = list_steps(sagemaker, arn)
         for step in steps:
             name, step_status = str(step.get("StepName")), str(step.get("StepStatus"))
             if seen.get(name) != step_status:
                 seen[name] = step_status
                 reason = f": {step['FailureReason']}" if step.get("FailureReason") else ""
                 say(f"step {name}: {step_status}{reason}")
+        if ended and execution.get("PipelineExecutionStatus") != status:
+            # Said after the steps, so the log reads in the order things happened.
+            status = str(execution.get("PipelineExecutionStatus"))
+            say(f"pipeline execution {status}")
         if status in ENDED:
             return _outcome(arn, status, execution, steps)
         remaining = deadline - clock()

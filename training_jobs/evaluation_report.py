@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 EVALUATION_FILE = "evaluation.json"
+DATASET_VERSION_PATH = "dataset_version"  # JsonGet's path to the dataset version the model was tested on
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
 REGRESSION_METRICS = ("rmse", "mae", "r2")

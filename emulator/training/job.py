@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from emulator.training import tags
 from emulator.training.errors import InvalidTrainingJobError
@@ -59,6 +60,10 @@ class TrainingJobSpec:
     metric_definitions: ``[{"Name": ..., "Regex": ...}]``; the regex's first group is the value.
     environment: extra environment variables of the training process.
     training_image: ``AlgorithmSpecification.TrainingImage``, recorded only.
+    container_entrypoint, container_arguments: ``AlgorithmSpecification.ContainerEntrypoint`` and
+        ``ContainerArguments``: when set, this command runs instead of ``entry_point``, as the
+        container would run it (no training toolkit: no ``SM_*`` variables, hyperparameters only in
+        ``hyperparameters.json``).
     """
 
     job_name: str
@@ -74,6 +79,33 @@ class TrainingJobSpec:
     metric_definitions: Sequence[Mapping[str, str]] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
     training_image: str = LOCAL_TRAINING_IMAGE
+    container_entrypoint: tuple[str, ...] = ()
+    container_arguments: tuple[str, ...] = ()
+
+    @classmethod
+    def from_request(cls, job_name: str, request: Mapping[str, Any]) -> TrainingJobSpec:
+        """The job a CreateTrainingJob request (a pipeline's Training step) describes."""
+        algorithm = request.get("AlgorithmSpecification", {})
+        stopping = request.get("StoppingCondition", {})
+        return cls(
+            job_name=job_name,
+            entry_point="",
+            output_s3_uri=request["OutputDataConfig"]["S3OutputPath"],
+            role_arn=request["RoleArn"],
+            hyperparameters=dict(request.get("HyperParameters", {})),
+            input_channels={
+                channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
+                for channel in request.get("InputDataConfig", [])
+            },
+            checkpoint_s3_uri=request.get("CheckpointConfig", {}).get("S3Uri"),
+            instance_type=request.get("ResourceConfig", {}).get("InstanceType", "ml.m5.large"),
+            max_runtime_seconds=int(stopping.get("MaxRuntimeInSeconds", 24 * 3600)),
+            metric_definitions=tuple(algorithm.get("MetricDefinitions", ())),
+            environment=dict(request.get("Environment", {})),
+            training_image=algorithm.get("TrainingImage", LOCAL_TRAINING_IMAGE),
+            container_entrypoint=tuple(algorithm.get("ContainerEntrypoint", ())),
+            container_arguments=tuple(algorithm.get("ContainerArguments", ())),
+        )
 
     def validate(self) -> None:
         """Raise :class:`InvalidTrainingJobError` where SageMaker would reject the job."""
@@ -81,8 +113,8 @@ class TrainingJobSpec:
             raise InvalidTrainingJobError(
                 f"invalid training job name {self.job_name!r}: 1-63 letters, digits and inner hyphens"
             )
-        if not self.entry_point:
-            raise InvalidTrainingJobError("entry_point is empty")
+        if not self.entry_point and not self.container_entrypoint:
+            raise InvalidTrainingJobError("the job has neither an entry_point nor a container entrypoint")
         if not ROLE_ARN_PATTERN.fullmatch(self.role_arn):
             raise InvalidTrainingJobError(f"role_arn {self.role_arn!r} is not an IAM role ARN")
         _validate_uris(self)

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from emulator.container_paths import container_search_path, local_command
+from emulator.job_process import LogCallback, MetricParser, ProcessOutcome, run_process
 from emulator.training import container, tags
 from emulator.training import s3 as s3io
 from emulator.training.errors import (
@@ -27,7 +29,6 @@ from emulator.training.errors import (
     TrainingJobNotFoundError,
 )
 from emulator.training.job import LOG_FILE_NAME, JobStatus, TrainingJobResult, TrainingJobSpec
-from emulator.training.process import LogCallback, MetricParser, ProcessOutcome, run_process
 from infra.stack_config import project_root
 from training_jobs import sm_env
 
@@ -136,7 +137,7 @@ class LocalTrainingRunner:
         try:
             self._download_inputs(job, paths)
             outcome = run_process(
-                self._command(job),
+                self._command(job, paths),
                 env=self._environment(job, paths),
                 cwd=job_dir,
                 log_path=job_dir / LOG_FILE_NAME,
@@ -204,7 +205,10 @@ class LocalTrainingRunner:
         if reason is not None:
             s3io.put_new_object(self._s3, job.failure_artifact, reason.encode())
 
-    def _command(self, job: TrainingJobSpec) -> list[str]:
+    def _command(self, job: TrainingJobSpec, paths: sm_env.TrainingPaths) -> list[str]:
+        if job.container_entrypoint:
+            command = [*job.container_entrypoint, *job.container_arguments]
+            return local_command(command, {"/opt/ml": paths.root, "/tmp": paths.root / "tmp"})
         target = _entry_target(job.entry_point)
         launcher = [self._python]
         if job.processes > 1:
@@ -215,8 +219,15 @@ class LocalTrainingRunner:
     def _environment(self, job: TrainingJobSpec, paths: sm_env.TrainingPaths) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not _INHERITED_TRAINING_VARS.fullmatch(key)}
         env.update(job.environment)
-        env.update(container.sagemaker_environment(job, paths))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        if job.container_entrypoint:
+            # The container's own command: SageMaker sets no toolkit variables for it, and it imports
+            # the code it unpacks; only the /opt/ml folder and the interpreter are local.
+            env.pop("PYTHONPATH", None)
+            env.update({sm_env.ROOT_ENV: str(paths.root), "TRAINING_JOB_NAME": job.job_name})
+            env["PATH"] = container_search_path(self._python)
+        else:
+            env.update(container.sagemaker_environment(job, paths))
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
         # Lines reach the log and the metric parser as they are printed, not at exit.
         env["PYTHONUNBUFFERED"] = "1"
         return env
@@ -295,6 +306,8 @@ def _create_request(job: TrainingJobSpec) -> dict[str, Any]:
             "TrainingImage": job.training_image,
             "TrainingInputMode": "File",
             "MetricDefinitions": [{"Name": d["Name"], "Regex": d["Regex"]} for d in job.metric_definitions],
+            **({"ContainerEntrypoint": list(job.container_entrypoint)} if job.container_entrypoint else {}),
+            **({"ContainerArguments": list(job.container_arguments)} if job.container_arguments else {}),
         },
         "RoleArn": job.role_arn,
         "OutputDataConfig": {"S3OutputPath": job.output_s3_uri},

@@ -26,10 +26,16 @@ def parse_location(uri: str) -> S3Uri:
 
 
 def download_prefix(s3: S3Client, source: S3Uri, destination: Path) -> int:
-    """Copy every object under ``source`` into ``destination``, keeping relative paths.
+    """Copy every object under ``source`` into ``destination``, keeping relative paths; a URI that
+    names one object (a code tarball) copies that object into ``destination`` under its own name.
 
     Returns the number of files written. Folder markers (keys ending in ``/``) are skipped.
     """
+    if source.key and not source.key.endswith("/") and object_exists(s3, source):
+        target = _inside(destination, PurePosixPath(source.key).name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(source.bucket, source.key, str(target))
+        return 1
     prefix = source.folder_prefix
     count = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=source.bucket, Prefix=prefix):

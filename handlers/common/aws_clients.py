@@ -34,3 +34,12 @@ def botocore_client(service: str, config: Any = None, endpoint_url: str | None =
     import botocore.session  # noqa: PLC0415 - loaded with the first client, not at import
 
     return botocore.session.get_session().create_client(service, config=config, endpoint_url=endpoint_url)
+
+
+def profile_free_session() -> Any:
+    """A botocore session that ignores ``AWS_PROFILE``: for work that needs no identity (botocore's
+    bundled data, the local emulator), which a missing profile must not break."""
+    import botocore.session  # noqa: PLC0415 - loaded on use, not at import
+
+    # ``profile`` read from nowhere: not AWS_PROFILE / AWS_DEFAULT_PROFILE, not a config file.
+    return botocore.session.Session(session_vars={"profile": (None, None, None, None)})

@@ -19,6 +19,16 @@ SERVING_PREFIX = "serving"  # in the artifacts bucket
 INPUT_SCHEMA_KEY = f"{SERVING_PREFIX}/{INPUT_SCHEMA_FILE}"
 BASELINE_KEY = f"{SERVING_PREFIX}/{BASELINE_FILE}"
 
+# --- what a registered version records in its CustomerMetadataProperties ---------------------------
+# The training pipeline's RegisterModel step writes them; the registry client, mlctl and the
+# champion gate read them.
+METRIC_PREFIX = "metric."  # one per metric of evaluation.json
+HYPERPARAMETER_PREFIX = "hyperparameter."
+DATASET_VERSION_KEY = "dataset-version"  # the dataset's content hash, from evaluation.json
+TRIGGER_DATASET_VERSION_KEY = "trigger-dataset-version"  # the execution's DatasetVersion parameter
+TRAINING_JOB_KEY = "training-job"
+CODE_VERSION_KEY = "code-version"
+
 # --- evaluation metrics: which way is better -------------------------------------------------------
 HIGHER_IS_BETTER = frozenset(
     {"accuracy", "balanced_accuracy", "f1", "macro_f1", "precision", "recall", "auc", "roc_auc", "r2"}

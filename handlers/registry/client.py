@@ -15,6 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from handlers.common.contracts import (
+    CODE_VERSION_KEY,
+    DATASET_VERSION_KEY,
+    HYPERPARAMETER_PREFIX,
+    METRIC_PREFIX,
+    TRAINING_JOB_KEY,
+    TRIGGER_DATASET_VERSION_KEY,
+)
 from handlers.registry.errors import (
     ModelGroupNotFoundError,
     ModelNotApprovedError,
@@ -31,11 +39,6 @@ REJECTED = "Rejected"
 PENDING = "PendingManualApproval"
 APPROVAL_STATUSES = (APPROVED, REJECTED, PENDING)
 
-DATASET_VERSION_KEY = "trigger-dataset-version"  # the key infra/pipeline_definition.py writes
-CODE_VERSION_KEY = "code-version"
-TRAINING_JOB_KEY = "training-job"
-METRIC_PREFIX = "metric."
-HYPERPARAMETER_PREFIX = "hyperparameter."
 # SageMaker's limits on CustomerMetadataProperties.
 MAX_METADATA_ENTRIES = 50
 MAX_METADATA_KEY_CHARS = 128
@@ -329,7 +332,7 @@ def model_version_from(response: Mapping[str, Any]) -> ModelVersion:
         created=created if isinstance(created, datetime) else None,
         metrics=_prefixed_floats(properties, METRIC_PREFIX),
         evaluation_report_uri=report,
-        dataset_version=properties.get(DATASET_VERSION_KEY),
+        dataset_version=properties.get(DATASET_VERSION_KEY) or properties.get(TRIGGER_DATASET_VERSION_KEY),
         code_version=properties.get(CODE_VERSION_KEY) or lineage.get("CommitId"),
         training_job=properties.get(TRAINING_JOB_KEY)
         or (generated_by if ":training-job/" in generated_by else None),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -19,21 +20,30 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from emulator import processes
+from emulator.isolation import user_aws_hidden, without_user_aws
 from mlctl.local.state import DEFAULT_STATE_DIR, PROJECT_ROOT, LocalState, process_alive
 
 EMULATOR_START_TIMEOUT_S = 60.0
 EMULATOR_STOP_TIMEOUT_S = 30.0
 DEFAULT_EPOCHS = 4
 API_STAGE_ENV = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_DEV": "false"}
+LOCK_FILE = "up.lock"
 
 
 class LocalError(RuntimeError):
     """A step of ``local up``/``down`` failed; the message says what to do."""
+
+
+class PlatformBusyError(LocalError):
+    """Another ``local up`` is running on the same state folder; nothing of it may be touched."""
 
 
 def add_local_parser(commands: Any) -> None:
@@ -87,22 +97,34 @@ def _up(args: argparse.Namespace) -> int:
         return 2
     try:
         state = local_up(args.stack, state_dir, manual_approval=args.manual_approval, epochs=args.epochs)
+    except PlatformBusyError as exc:
+        print(f"mlctl local up: {exc}", file=sys.stderr)
+        return 1
     except LocalError as exc:
         print(f"mlctl local up: {exc}", file=sys.stderr)
         if not args.keep:
             stop_platform(state_dir, quiet=True)
-        else:
+        elif _platform_running(state_dir):
             print(f"  the platform is left running; `mlctl local down` stops it (logs: {state_dir}/logs)")
         return 1
     elapsed = time.monotonic() - started
     if args.keep:
+        pipeline, endpoint = state.outputs.get("trainingPipelineName"), state.outputs.get("endpointName")
         _say(
             f"\nThe platform keeps serving ({elapsed:.0f} s). Try:\n"
             f"  curl -s {state.api_url}/v1/health -H 'x-api-key: {state.api_key}'\n"
             f"  .venv/bin/mlctl models list --local\n"
+            f"  .venv/bin/mlctl train --local --epochs 4  # the deployed pipeline, run by the emulator\n"
             f"  .venv/bin/mlctl local up --keep  # new data: version {len(state.versions) + 1}, blue/green\n"
             f"  .venv/bin/mlctl local down\n"
-            f"API: {state.api_url}  key: {state.api_key}  AWS (emulated): {state.aws_endpoint_url}"
+            f"Any AWS client reaches the emulated platform (no credentials of yours are used):\n"
+            f"  export AWS_ENDPOINT_URL={state.aws_endpoint_url} AWS_DEFAULT_REGION={state.region}\n"
+            f"  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local\n"
+            f"  aws sagemaker list-pipeline-executions --pipeline-name {pipeline}\n"
+            f"  aws sagemaker-runtime invoke-endpoint --endpoint-name {endpoint}"
+            f" --content-type application/json --cli-binary-format raw-in-base64-out"
+            f" --body '{{\"instances\": [[0]]}}' /dev/stdout\n"
+            f"API: {state.api_url}  key: {state.api_key}"
         )
     else:
         stop_platform(state_dir, quiet=True)
@@ -116,7 +138,9 @@ def local_up(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int)
     from infra.stack_config import StackConfigError, UnknownStackError  # noqa: PLC0415
 
     try:
-        return _run_loop(stack, state_dir, manual_approval=manual_approval, epochs=epochs)
+        # The loop runs handler code in this process too: none of it may see the user's AWS identity.
+        with _only_up(state_dir), user_aws_hidden():
+            return _run_loop(stack, state_dir, manual_approval=manual_approval, epochs=epochs)
     except (LocalError, StackConfigError, UnknownStackError):
         raise
     except Exception as exc:  # one line for the user, the whole story in the log
@@ -125,6 +149,39 @@ def local_up(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int)
         with log.open("a") as out:
             traceback.print_exc(file=out)
         raise LocalError(f"{type(exc).__name__}: {exc} (details: {log})") from exc
+
+
+@contextlib.contextmanager
+def _only_up(state_dir: Path) -> Iterator[None]:
+    """Hold the state folder's lock for the whole ``up``: a second one at the same time is refused."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / LOCK_FILE).open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise PlatformBusyError(
+                f"another `mlctl local up` (pid {holder}) is running on {state_dir}; wait for it to end"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _platform_running(state_dir: Path) -> bool:
+    state = LocalState.read(state_dir)
+    return state is not None and process_alive(state.emulator_pid)
 
 
 def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int) -> LocalState:
@@ -152,33 +209,32 @@ def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int
 
     state.runs += 1
     run = state.runs
-    work_dir = state_dir / "work"
-    work_dir.mkdir(parents=True, exist_ok=True)
+    # A fresh folder per attempt: a failed one never leaves files the next attempt trips over.
+    work_dir = Path(tempfile.mkdtemp(prefix=f"run-{run}-", dir=_made(state_dir / "work")))
     flow = Workflow(config, names, state.aws_endpoint_url, work_dir, _say, run=run, epochs=epochs)
 
-    _step(3, f"data -> prepare (run {run})")
-    raw_uri = flow.put_raw_data()
-    dataset_uri, dataset_version, dataset_dir = flow.prepare(raw_uri)
+    _step(3, f"new data (run {run})")
+    flow.put_raw_data()
 
-    _step(4, "train (a SageMaker training job, run by the local training runner)")
-    model = flow.train(dataset_uri, dataset_version)
-    curve = flow.save_training_curve(model, state_dir / f"training-curve-run{run}.png")
+    _step(
+        4, "the training pipeline: prepare -> train -> evaluate -> gate -> register (the deployed definition)"
+    )
+    pipeline_run = flow.run_pipeline()
+    curve = flow.save_training_curve(pipeline_run, state_dir / f"training-curve-run{run}.png")
     if curve is not None:
         _say(f"training curve: {curve}")
-
-    _step(5, "evaluate -> gate -> register -> champion vs challenger -> approve")
-    metrics, report_uri = flow.evaluate(model, dataset_dir)
-    flow.gate(metrics)
-    version = flow.register(model, metrics, report_uri)
+    version = pipeline_run.version
     state.versions.append(int(version.version))
     state.write(state_dir)
+
+    _step(5, "champion vs challenger -> approve")
     if manual_approval:
         _say(
             f"registered {version.label} and stopped before deploying (--manual-approval). Approve with\n"
             f"  .venv/bin/mlctl models approve {version.version} --local --reason '...'"
         )
         return state
-    flow.champion_gate(version, model, metrics, dataset_dir)
+    flow.champion_gate(pipeline_run)
     approved = flow.approve(version)
 
     _step(6, "deploy (the deployer's CreateEndpoint/UpdateEndpoint, then its verification)")
@@ -186,7 +242,7 @@ def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int
     flow.deploy(approved, settings)
 
     _step(7, "infer over HTTP: API Gateway -> the API Lambda handler -> SageMaker Runtime -> model server")
-    answers = flow.send_sample_requests(state.api_url, state.api_key, dataset_dir)
+    answers = flow.send_sample_requests(state.api_url, state.api_key, pipeline_run.dataset_dir)
 
     _step(8, "capture -> drift check")
     flow.wait_for_capture(len(answers))
@@ -238,14 +294,22 @@ def _start_emulator(
     )
     emulator.write(state_dir)
     log = (state_dir / "logs" / "emulator.log").open("ab")
+    ledger = state_dir / processes.LEDGER_FILE
     process = subprocess.Popen(
         [sys.executable, "-m", "emulator.server", str(state_dir)],
         cwd=PROJECT_ROOT,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONUNBUFFERED": "1"},
+        # Nothing the emulator starts gets the user's AWS identity; everything it starts is recorded.
+        env={
+            **without_user_aws(os.environ),
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "PYTHONUNBUFFERED": "1",
+            processes.LEDGER_ENV: str(ledger),
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # survives this command with --keep; `down` stops its group
     )
+    processes.record(process.pid, "emulator", ledger)
     ready = _wait_ready(state_dir, process)
     state = LocalState(
         stack=stack,
@@ -278,27 +342,17 @@ def _wait_ready(state_dir: Path, process: subprocess.Popen[bytes]) -> dict[str, 
 
 
 def _create_resources(plan: Any, state: LocalState, names: Any) -> None:
-    """The plan's data lake (S3 + KMS, through ``emulator.provision``), registry group and topic."""
+    """The plan's resources the emulator holds (``emulator.provision``): the data lake, the training
+    code, the registry group, the pipeline and the alert topic."""
+    from emulator.clients import emulator_client  # noqa: PLC0415
     from emulator.provision import LocalApplier  # noqa: PLC0415
-    from mlctl.local.workflow import emulator_client  # noqa: PLC0415
 
     def client(service: str) -> Any:
         return emulator_client(service, state.region, state.aws_endpoint_url)
 
-    applied = LocalApplier({"s3": client("s3"), "kms": client("kms")}, state.region).apply(plan)
+    clients = {service: client(service) for service in ("s3", "kms", "sagemaker", "sns")}
+    applied = LocalApplier(clients, state.region).apply(plan)
     state.deployer_env = {k: str(applied.resolve(v)) for k, v in state.deployer_env.items()}
-    client("sagemaker").create_model_package_group(
-        ModelPackageGroupName=names.group, ModelPackageGroupDescription="local mode"
-    )
-    client("sns").create_topic(Name=names.alert_topic_arn.rsplit(":", 1)[1])
-    for pipeline in plan.of_type("aws:sagemaker/pipeline:Pipeline"):  # the drift monitor starts it
-        inputs = pipeline.inputs
-        client("sagemaker").create_pipeline(
-            PipelineName=inputs["pipelineName"],
-            PipelineDefinition=inputs["pipelineDefinition"],
-            PipelineDescription=inputs.get("pipelineDescription", ""),
-            RoleArn=inputs["roleArn"],
-        )
     state.outputs = {
         key: applied.resolve(value) for key, value in plan.outputs.items() if key not in {"apiUrl"}
     }
@@ -333,6 +387,15 @@ def stop_platform(state_dir: Path, *, quiet: bool) -> bool:
         stopped = True
         if not quiet:
             _say(f"stopped the local platform (emulator {pid} and its model servers)")
+    # Whatever the emulator started and could not stop itself (it was killed, say).
+    leftover = processes.stop_recorded(state_dir / processes.LEDGER_FILE)
+    if leftover:
+        stopped = True
+        if not quiet:
+            _say(
+                "stopped what the platform had left running: "
+                + ", ".join(f"{e.role} {e.pid}" for e in leftover)
+            )
     for name in ("state.json", "ready.json", "emulator.json"):
         (state_dir / name).unlink(missing_ok=True)
     shutil.rmtree(state_dir / "hosting", ignore_errors=True)

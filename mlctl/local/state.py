@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emulator.isolation import write_private
 from infra.stack_config import project_root
 
 PROJECT_ROOT = project_root()
@@ -46,10 +47,8 @@ class LocalState:
         return cls(**json.loads(path.read_text()))
 
     def write(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        temporary = state_dir / f".{STATE_FILE}.tmp"
-        temporary.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
-        temporary.replace(state_dir / STATE_FILE)  # readers never see half a file
+        # It holds the API key: readable by its owner only.
+        write_private(state_dir / STATE_FILE, json.dumps(asdict(self), indent=2, default=str) + "\n")
 
 
 def process_alive(pid: int) -> bool:

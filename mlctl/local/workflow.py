@@ -1,22 +1,16 @@
-"""The platform's loop on this machine, through the cloud code paths, step by step.
+"""The platform's loop on this machine, through the cloud's own artefacts, step by step.
 
-data -> prepare -> train -> evaluate -> gate -> register -> approve -> deploy -> infer ->
-capture -> drift, against the local emulator (:mod:`emulator.server`):
+data -> the training pipeline (the definition the Pulumi program deploys, executed by the
+emulator: prepare -> train -> evaluate -> gate -> register) -> champion vs challenger -> approve ->
+deploy -> infer -> capture -> drift, against the local emulator (:mod:`emulator.server`):
 
 - the names come from the Pulumi program's outputs under the mock runtime (``infra.offline``);
-- prepare and evaluate run the pipeline's own scripts (``training_jobs.prepare`` /
-  ``training_jobs.evaluate``) on data staged from and to the emulated S3, as the processing jobs do;
-- training runs as a SageMaker training job (``emulator.training.runner``), recorded in the
-  emulated SageMaker API, ``model.tar.gz`` in the artifacts bucket;
-- the gate compares the pipeline's metric with the stack's threshold, as its condition step does;
-- registration, approval and deployment are ``handlers.registry.client`` and
-  ``handlers.deployer.handler`` (CreateEndpoint / UpdateEndpoint, then the deployer's verification);
+- the pipeline starts and is followed with ``mlctl train``'s own calls (StartPipelineExecution,
+  ListPipelineExecutionSteps); the version it registers is read back from the registry;
+- approval and deployment are ``handlers.registry`` and ``handlers.deployer`` (CreateEndpoint /
+  UpdateEndpoint, then the deployer's verification);
 - predictions go over HTTP through the local API Gateway to the real API Lambda handler;
 - the drift check is ``handlers.monitoring.handler.check_drift`` on the captured traffic.
-
-What differs from the cloud on purpose: the steps run in this process one after another rather
-than as a SageMaker pipeline execution (the pipeline definition is still built and checked by the
-plan), and the deployer is called directly rather than by the approval event.
 """
 
 from __future__ import annotations
@@ -33,11 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-
+from emulator.clients import emulator_client
 from emulator.training import s3 as s3io
-from handlers.common.contracts import lower_is_better
 from handlers.common.s3_uri import S3Uri
+from infra.pipeline_definition import PREPARE_STEP, REGISTER_STEP
 from infra.stack_config import StackConfig
 from mlctl import invoke
 
@@ -83,13 +76,14 @@ class StackNames:
 
 
 @dataclass(frozen=True)
-class TrainedModel:
-    job_name: str
-    artifact_uri: str
-    metrics: dict[str, float]
-    dataset_version: str
-    hyperparameters: dict[str, str]
-    model_dir: Path  # the extracted model.tar.gz
+class PipelineRun:
+    """One succeeded execution of the training pipeline and the version it registered."""
+
+    execution_arn: str
+    version: Any  # handlers.registry.client.ModelVersion
+    dataset_uri: str  # the Prepare step's output: train/, validation/, test/
+    model_dir: Path  # the registered model.tar.gz, extracted
+    dataset_dir: Path  # the test split, downloaded
 
 
 class Workflow:
@@ -138,60 +132,37 @@ class Workflow:
         )
         return f"s3://{self.names.buckets['raw']}/raw/"
 
-    def prepare(self, raw_uri: str) -> tuple[str, str, Path]:
-        """``training_jobs.prepare`` on everything under ``raw/`` -> ``processed/run-N/``."""
-        from training_jobs import prepare  # noqa: PLC0415
+    # --- the training pipeline ------------------------------------------------------------------------
 
-        raw_dir = self._download_prefix(raw_uri, self.work_dir / f"prepare-{self.run}" / "raw")
-        out = self.work_dir / f"prepare-{self.run}" / "dataset"
-        manifest = prepare.prepare(self.task, raw_dir, out)
-        prefix = f"processed/run-{self.run:03d}"
-        self._upload_folder(out, self.names.buckets["processed"], prefix)
-        version = str(manifest.get("dataset_version", "unknown"))
-        splits = {path.name: _line_total(path) for path in sorted(out.iterdir()) if path.is_dir()}
-        self.say(
-            f"prepared dataset {version[:12]}: {splits} -> s3://{self.names.buckets['processed']}/{prefix}"
+    def run_pipeline(self) -> PipelineRun:
+        """StartPipelineExecution on the stack's pipeline and follow it, as ``mlctl train`` does."""
+        from handlers.registry.client import ModelRegistry  # noqa: PLC0415
+        from mlctl.train import SUCCEEDED, follow_execution, list_steps, start_training  # noqa: PLC0415
+
+        arn = start_training(self.sagemaker, self.names.pipeline, epochs=self.epochs)
+        self.say(f"started {self.names.pipeline} ({self.epochs} epochs): {arn.rsplit('/', 1)[1]}")
+        outcome = follow_execution(
+            self.sagemaker, arn, poll_seconds=0.5, say=lambda line: self.say(f"  {line}")
         )
-        return f"s3://{self.names.buckets['processed']}/{prefix}", version, out
-
-    # --- training --------------------------------------------------------------------------------------
-
-    def train(self, dataset_uri: str, dataset_version: str) -> TrainedModel:
-        from emulator.training.job import JobStatus, TrainingJobSpec  # noqa: PLC0415
-        from emulator.training.runner import LocalTrainingRunner  # noqa: PLC0415
-        from training_jobs.metrics import METRIC_DEFINITIONS  # noqa: PLC0415
-
-        job_name = f"{self.names.pipeline}-{datetime.now(UTC):%Y%m%d%H%M%S}-run{self.run}"[:63]
-        artifacts = self.names.buckets["artifacts"]
-        hyperparameters = {"task": self.task, "epochs": str(self.epochs)}
-        spec = TrainingJobSpec(
-            job_name=job_name,
-            entry_point="training_jobs.train",
-            output_s3_uri=f"s3://{artifacts}/models",
-            checkpoint_s3_uri=f"s3://{artifacts}/checkpoints/{job_name}",
-            role_arn=self.names.training_role_arn,
-            input_channels={"train": f"{dataset_uri}/train", "validation": f"{dataset_uri}/validation"},
-            hyperparameters=hyperparameters,
-            metric_definitions=METRIC_DEFINITIONS,
-            instance_type=self.config.training.instance_type,
-            environment={"OMP_NUM_THREADS": "2"},
+        if outcome.status != SUCCEEDED:
+            where = f" at step {outcome.failed_step}" if outcome.failed_step else ""
+            raise WorkflowError(f"the training pipeline {outcome.status}{where}: {outcome.failure_reason}")
+        steps = {str(step["StepName"]): step for step in list_steps(self.sagemaker, arn)}
+        version = ModelRegistry(self.sagemaker).describe(
+            steps[REGISTER_STEP]["Metadata"]["RegisterModel"]["Arn"]
         )
-        runner = LocalTrainingRunner(self.s3, self.sagemaker, self.work_dir / "jobs")
-        result = runner.run(spec, on_log=self._training_progress)
-        if result.status is not JobStatus.COMPLETED:
-            raise WorkflowError(f"training job {job_name} {result.status}: {result.failure_reason}")
-        artifact_uri = f"s3://{artifacts}/models/{job_name}/output/model.tar.gz"
-        model_dir = self._extract(artifact_uri, self.work_dir / f"model-{self.run}")
-        self.say(f"training job {job_name} Completed: {_metrics_text(result.final_metrics)}")
-        return TrainedModel(
-            job_name, artifact_uri, dict(result.final_metrics), dataset_version, hyperparameters, model_dir
-        )
+        prepare_job = steps[PREPARE_STEP]["Metadata"]["ProcessingJob"]["Arn"].rsplit("/", 1)[1]
+        outputs = self.sagemaker.describe_processing_job(ProcessingJobName=prepare_job)[
+            "ProcessingOutputConfig"
+        ]
+        dataset_uri = next(o["S3Output"]["S3Uri"] for o in outputs["Outputs"] if o["OutputName"] == "dataset")
+        dataset_dir = self.work_dir / f"dataset-{self.run}"
+        self._download_prefix(f"{dataset_uri.rstrip('/')}/test/", dataset_dir / "test")
+        model_dir = self._extract(str(version.artifact_uri), self.work_dir / f"model-{self.run}")
+        self.say(f"registered {version.label} ({version.status}): {_metrics_text(version.metrics)}")
+        return PipelineRun(arn, version, dataset_uri, model_dir, dataset_dir)
 
-    def _training_progress(self, line: str) -> None:
-        if "epoch" in line.lower():
-            self.say(f"  {line.strip()[:110]}")
-
-    def save_training_curve(self, model: TrainedModel, target: Path) -> Path | None:
+    def save_training_curve(self, model: PipelineRun, target: Path) -> Path | None:
         """The training history as a PNG (loss and validation metric per epoch)."""
         history_file = model.model_dir / "training_history.json"
         if not history_file.is_file():
@@ -218,58 +189,9 @@ class Workflow:
         plt.close(figure)
         return target
 
-    # --- evaluation and the gate -----------------------------------------------------------------------
+    # --- the champion gate, approval and deployment -------------------------------------------------
 
-    def evaluate(self, model: TrainedModel, dataset_dir: Path) -> tuple[dict[str, float], str]:
-        """``training_jobs.evaluate`` on the test split; the report goes to ``artifacts/evaluation/``."""
-        name = f"evaluation-{self.run}"
-        metrics = self._evaluate_dir(model.model_dir, dataset_dir, name)
-        key = f"evaluation/run-{self.run:03d}/evaluation.json"
-        # The report and the serving files next to it, as the pipeline's evaluate step outputs them.
-        self._upload_folder(self.work_dir / name, self.names.buckets["artifacts"], key.rsplit("/", 1)[0])
-        self.say(f"evaluated on the test split: {_metrics_text(metrics)}")
-        return metrics, f"s3://{self.names.buckets['artifacts']}/{key}"
-
-    def gate(self, metrics: dict[str, float]) -> None:
-        """The pipeline's condition step: the metric must reach the stack's threshold."""
-        name, threshold = self.config.training.evaluation_metric, self.config.training.evaluation_threshold
-        value = metrics.get(name)
-        if value is None:
-            raise WorkflowError(f"evaluation has no {name!r} metric; it has {sorted(metrics)}")
-        lower = lower_is_better(name)
-        passed = value <= threshold if lower else value >= threshold
-        wanted = "<=" if lower else ">="
-        if not passed:
-            raise WorkflowError(f"model not registered: {name} {value:.4f} is not {wanted} {threshold}")
-        self.say(f"gate passed: {name} {value:.4f} {wanted} {threshold}")
-
-    # --- registry and deployment -----------------------------------------------------------------------
-
-    def register(self, model: TrainedModel, metrics: dict[str, float], report_uri: str) -> Any:
-        from handlers.registry.client import ModelRegistry  # noqa: PLC0415
-        from infra.pipeline_definition import inference_image_uri  # noqa: PLC0415
-
-        registry = ModelRegistry(self.sagemaker)
-        version = registry.register(
-            self.names.group,
-            model.artifact_uri,
-            inference_image_uri(self.names.region, self.config.serving.instance_type),
-            dataset_version=model.dataset_version,
-            code_version="local",
-            metrics=metrics,
-            evaluation_report_uri=report_uri,
-            hyperparameters=model.hyperparameters,
-            training_job=model.job_name,
-            model_name=self.task,
-            task=self.task,
-            instance_types=(self.config.serving.instance_type,),
-        )
-        self.say(f"registered {version.label} ({version.status})")
-        return version
-
-    def champion_gate(
-        self, challenger: Any, model: TrainedModel, metrics: dict[str, float], dataset_dir: Path
-    ) -> Any:
+    def champion_gate(self, run: PipelineRun) -> Any:
         """``handlers.registry.champion`` before approval: the challenger against the serving version on
         this run's held-out split (both evaluated here) and on a replay of the captured traffic.
         Records the decision in the challenger's registry entry; a refusal rejects it and stops
@@ -277,17 +199,21 @@ class Workflow:
         from handlers.registry import champion as gate  # noqa: PLC0415
         from handlers.registry.client import ModelRegistry  # noqa: PLC0415
 
+        challenger = run.version
         serving = ModelRegistry(self.sagemaker).latest_approved(self.names.group)
         if serving is None or serving.artifact_uri is None:
             return None
         champion_dir = self._extract(serving.artifact_uri, self.work_dir / f"champion-{self.run}")
-        champion_metrics = self._evaluate_dir(champion_dir, dataset_dir, f"champion-evaluation-{self.run}")
+        # Both on this run's test split, which the challenger's own evaluation step also used.
+        champion_metrics = self._evaluate_dir(
+            champion_dir, run.dataset_dir, f"champion-evaluation-{self.run}"
+        )
         instances = self._captured_instances()
         replay = gate.replay_comparison(
-            _predictions(champion_dir, instances), _predictions(model.model_dir, instances)
+            _predictions(champion_dir, instances), _predictions(run.model_dir, instances)
         )
         margin = self.config.training.promotion_margin
-        decision = gate.compare(champion_metrics, metrics, margin=margin, replay=replay)
+        decision = gate.compare(champion_metrics, challenger.metrics, margin=margin, replay=replay)
         gate.record_decision(self.sagemaker, challenger.arn, decision, serving)
         agreement = (
             f", replay agreement {replay.agreement_rate:.3f} on {replay.count} requests"
@@ -466,17 +392,6 @@ class Workflow:
         return target
 
 
-def emulator_client(service: str, region: str, aws_url: str) -> Any:
-    """A boto3 client of the emulator (its credentials are placeholders: it checks none)."""
-    return boto3.client(  # type: ignore[call-overload]
-        service,
-        region_name=region,
-        endpoint_url=aws_url,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
-
-
 def new_batch(task_name: str, path: Path, *, seed: int, share: float = 0.3) -> None:
     """Rewrite the raw file at ``path`` as a new batch: a seeded sample of its records with each
     numeric feature moved by up to one unit (kept within the data's range). Stands in for fresh
@@ -557,10 +472,6 @@ def _is_correct(label: Any, body: Any) -> bool:
         return str(body["predictions"][0]) == str(label)
     except (KeyError, IndexError, TypeError):
         return False
-
-
-def _line_total(folder: Path) -> int:
-    return sum(len(p.read_text().splitlines()) for p in folder.rglob("*") if p.is_file())
 
 
 def _line_count(s3: Any, bucket: str, key: str) -> int:

@@ -22,7 +22,7 @@ def aws(aws_credentials: None) -> Iterator[dict[str, Any]]:
     with mock_aws():
         yield {
             name: boto3.client(name, region_name=REGION)
-            for name in ("s3", "kms", "sagemaker", "events", "sqs")
+            for name in ("s3", "kms", "sagemaker", "events", "sqs", "sns")
         }
 
 

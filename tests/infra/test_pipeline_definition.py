@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import infra.pipeline_definition as pipeline_definition_module
 from infra.pipeline_definition import PipelineDefinitionSpec, build_pipeline_definition
 from infra.stack_config import TrainingConfig, load_stack_config
 
@@ -35,6 +36,7 @@ BASE = PipelineDefinitionSpec(
     code_uri="s3://mlp-dev-artifacts-111122223333-us-east-1/code/source-0123abcd.tar.gz",
     model_package_group_name="mlp-dev-digits",
     model_name="digits-cnn",
+    inference_instance_type="ml.g4dn.xlarge",
     training=TrainingConfig(
         task="digits",
         instance_type="ml.g4dn.xlarge",
@@ -219,11 +221,26 @@ def test_register_uses_the_trained_model_and_the_evaluation_report(base: dict[st
         "evaluation.json",
     ]
     assert register["ModelPackageGroupName"] == BASE.model_package_group_name
-    # AND records what started the run, for lineage back to the data
-    assert register["CustomerMetadataProperties"] == {
+    # AND records what started the run, for lineage back to the data and the job
+    properties = register["CustomerMetadataProperties"]
+    report = {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}
+    assert {k: v for k, v in properties.items() if not k.startswith("metric.")} == {
         "model": "digits-cnn",
         "task": "digits",
         "trigger-dataset-version": {"Get": "Parameters.DatasetVersion"},
+        "dataset-version": {"Std:JsonGet": {"Path": "dataset_version", "PropertyFile": report}},
+        "training-job": {"Get": "Steps.Train.TrainingJobName"},
+        "hyperparameter.epochs": {"Get": "Parameters.TrainingEpochs"},
+    }
+    # AND each metric evaluate.py reports, as a string, so the champion gate can compare versions
+    assert {k: v for k, v in properties.items() if k.startswith("metric.")} == {
+        f"metric.{name}": {
+            "Std:Join": {
+                "On": "",
+                "Values": [{"Std:JsonGet": {"Path": f"metrics.{name}.value", "PropertyFile": report}}],
+            }
+        }
+        for name in ("accuracy", "precision", "recall", "f1")
     }
 
 
@@ -240,6 +257,8 @@ def test_parameters_and_their_defaults(base: dict[str, Any]) -> None:
         "EvaluationThreshold": ("Float", 0.9),
         "ModelApprovalStatus": ("String", "PendingManualApproval"),
         "TrainingInstanceType": ("String", "ml.g4dn.xlarge"),
+        # digits' own default (training_jobs/tasks.py); an execution may train longer or shorter
+        "TrainingEpochs": ("String", "12"),
     }
 
 
@@ -363,9 +382,9 @@ def test_isolation_and_inter_container_encryption_follow_the_spec(
 def test_metric_definitions_and_hyperparameters_are_carried_over(base: dict[str, Any]) -> None:
     # GIVEN the Train step
     args = step(base, "Train")["Arguments"]
-    # THEN SageMaker scrapes the given metrics and train.py gets its task
+    # THEN SageMaker scrapes the given metrics and train.py gets its task and the execution's epochs
     assert args["AlgorithmSpecification"]["MetricDefinitions"] == list(METRICS)
-    assert args["HyperParameters"] == {"task": "digits"}
+    assert args["HyperParameters"] == {"task": "digits", "epochs": {"Get": "Parameters.TrainingEpochs"}}
 
 
 def test_every_job_runs_as_the_role(base: dict[str, Any]) -> None:
@@ -510,3 +529,30 @@ def test_the_spec_reads_the_stack_training_section_as_it_is() -> None:
     assert spec.training is training
     assert spec.metric_json_path == f"metrics.{training.evaluation_metric}.value"
     assert replace(BASE, training=training.model_copy(update={"evaluation_metric": "rmse"})).lower_is_better
+
+
+# --- the built definition is kept by content -------------------------------------------------------
+
+
+def test_a_definition_built_before_is_read_back_and_a_changed_spec_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_build: dict[str, Any]
+) -> None:
+    # GIVEN an empty cache, and a build that counts its calls
+    monkeypatch.setattr(pipeline_definition_module, "CACHE_DIR", tmp_path)
+    builds: list[PipelineDefinitionSpec] = []
+    real_build = pipeline_definition_module.build_pipeline_definition
+
+    def counted(spec: PipelineDefinitionSpec) -> str:
+        builds.append(spec)
+        return real_build(spec)
+
+    monkeypatch.setattr(pipeline_definition_module, "build_pipeline_definition", counted)
+    # WHEN the same spec is asked for twice, then a spec with another threshold
+    first = pipeline_definition_module.pipeline_definition(BASE)
+    second = pipeline_definition_module.pipeline_definition(BASE)
+    changed = replace(BASE, training=BASE.training.model_copy(update={"evaluation_threshold": 0.5}))
+    third = pipeline_definition_module.pipeline_definition(changed)
+    # THEN the first is the build's own text, the second is read back without building, the third is built
+    assert first == second == base_build["text"]
+    assert builds == [BASE, changed]
+    assert json.loads(third)["Parameters"] != json.loads(first)["Parameters"]

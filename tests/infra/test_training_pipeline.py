@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from handlers.common.instance_types import has_gpu
 from infra.offline import Plan, PlannedResource
-from tests.infra.conftest import as_list, policy_document
+from infra.stack_config import load_stack_config
+from tests.infra.conftest import as_list, cached_plan, policy_document
 
 # Actions AWS cannot scope to a resource; the only ones allowed on "*", each with a reason in the code.
 UNSCOPABLE_ACTIONS = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
@@ -44,6 +46,32 @@ def test_the_definition_trains_on_the_configured_gpu_instances(stack_plan: Plan)
     parameters = {p["Name"]: p for p in definition(stack_plan)["Parameters"]}
     expected = {"dev": "ml.g4dn.xlarge", "prod": "ml.p3.2xlarge"}[stack_plan.stack]
     assert parameters["TrainingInstanceType"]["DefaultValue"] == expected
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_registered_versions_carry_the_image_for_the_serving_instance_family(stack: str) -> None:
+    # GIVEN a stack's serving instance type and the version its pipeline registers
+    serving = load_stack_config(stack).serving.instance_type
+    register = next(
+        step
+        for outer in definition(cached_plan(stack))["Steps"]
+        for step in outer.get("Arguments", {}).get("IfSteps", [])
+        if step["Type"] == "RegisterModel"
+    )["Arguments"]["InferenceSpecification"]
+    (container,) = register["Containers"]
+    # THEN the image is the inference image of that family (CPU or GPU) and the version names the
+    # serving instance type: a CPU endpoint never gets the CUDA image
+    family = "gpu" if has_gpu(serving) else "cpu"
+    assert "/pytorch-inference:" in container["Image"] and f"-{family}-" in container["Image"]
+    assert register["SupportedRealtimeInferenceInstanceTypes"] == [serving]
+
+
+def test_the_image_check_above_sees_both_families() -> None:
+    # The stacks above serve on both kinds, so the check compares real pairs either way.
+    assert {has_gpu(load_stack_config(stack).serving.instance_type) for stack in ("dev", "prod")} == {
+        False,
+        True,
+    }
 
 
 def test_no_statement_allows_every_action(stack_plan: Plan) -> None:

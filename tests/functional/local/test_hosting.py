@@ -22,11 +22,22 @@ ACCOUNT = "123456789012"
 ENDPOINT = "mlp-dev-endpoint"
 
 
+class FakeProcess:
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
 class FakeContainer:
+    starts = 0
+
     def __init__(self, model_name: str) -> None:
+        FakeContainer.starts += 1
         self.model_name = model_name
-        self.url = f"http://127.0.0.1/{model_name}"
+        self.url = f"http://127.0.0.1/{model_name}/{FakeContainer.starts}"
         self.stopped = threading.Event()
+        self.process = FakeProcess()
 
     def stop(self) -> None:
         self.stopped.set()
@@ -69,9 +80,10 @@ def served(
 ) -> Iterator[tuple[hosting.LocalHosting, list[Any]]]:
     routes: list[hosting.ServedModel] = []
     containers: dict[str, FakeContainer] = {}
+    broken: set[str] = set()  # models whose next server does not come up
 
     def fake_start(model_name: str, model_dir: Path, environment: dict[str, str], log_dir: Path) -> Any:
-        if model_name == "model-v3":  # a model whose server never comes up
+        if model_name == "model-v3" or model_name in broken:  # a model whose server never comes up
             raise hosting.ContainerStartError("the model server for model-v3 exited with 3: bad weights")
         containers[model_name] = FakeContainer(model_name)
         return containers[model_name]
@@ -87,7 +99,7 @@ def served(
     monkeypatch.setattr(watcher, "_model_dir", lambda name, url: tmp_path / name)
     watcher.start()
     try:
-        yield watcher, [routes, containers]
+        yield watcher, [routes, containers, broken]
     finally:
         watcher.stop()
 
@@ -112,7 +124,7 @@ def test_create_and_update_endpoint_report_their_progress_as_sagemaker_does(sage
 
 
 def test_an_update_switches_the_route_then_reports_the_new_config(sagemaker: Any, served: Any) -> None:
-    watcher, (routes, containers) = served
+    watcher, (routes, containers, _) = served
     sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="config-v1")
     _wait_for(sagemaker, "InService")
     # WHEN version 2 is deployed with UpdateEndpoint
@@ -135,7 +147,7 @@ def test_an_update_switches_the_route_then_reports_the_new_config(sagemaker: Any
 def test_an_update_whose_server_fails_rolls_back_and_the_deployer_sees_it(
     sagemaker: Any, served: Any
 ) -> None:
-    _, (routes, _) = served
+    _, (routes, _, _) = served
     sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="config-v1")
     _wait_for(sagemaker, "InService")
     # WHEN the new version's model server cannot start
@@ -178,3 +190,46 @@ def test_a_metadata_update_keeps_the_approval_as_sagemaker_does(sagemaker: Any) 
     described = registry.describe(version.arn)
     assert (described.status, described.approval_description) == ("Approved", "passed review")
     assert described.customer_metadata == {"comparison.decision": "promote"}
+
+
+def test_a_dead_model_server_is_replaced_and_the_endpoint_keeps_serving(sagemaker: Any, served: Any) -> None:
+    watcher, (routes, containers, _) = served
+    sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="config-v1")
+    _wait_for(sagemaker, "InService")
+    first = containers["model-v1"]
+    # WHEN its model server dies (killed, out of memory)
+    first.process.returncode = -9
+    for _ in range(2000):
+        if containers["model-v1"] is not first:
+            break
+        threading.Event().wait(0.005)
+    # THEN a new server serves the same config, the route points at it, and the endpoint stays InService
+    replacement = containers["model-v1"]
+    assert replacement is not first and routes[-1].url == replacement.url
+    assert routes[-1].config_name == "config-v1"
+    assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "InService"
+
+
+def test_a_dead_model_server_that_cannot_be_replaced_fails_the_endpoint(sagemaker: Any, served: Any) -> None:
+    watcher, (routes, containers, broken) = served
+    sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="config-v1")
+    _wait_for(sagemaker, "InService")
+    # WHEN the server dies and its replacement cannot start
+    broken.add("model-v1")
+    containers["model-v1"].process.returncode = 1
+    answer = _wait_for(sagemaker, "Failed")
+    # THEN the endpoint says Failed, with the reason, instead of InService with nothing behind it
+    assert "could not be replaced" in answer["FailureReason"]
+
+
+def test_adding_a_tag_that_exists_replaces_its_value_as_sagemaker_does(sagemaker: Any) -> None:
+    # GIVEN an endpoint tagged by a first deployment
+    arn = sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="config-v1")["EndpointArn"]
+    sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": "ml-platform:expected-config", "Value": "config-v1"}])
+    # WHEN a second deployment tags it again
+    sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": "ml-platform:expected-config", "Value": "config-v2"}])
+    # THEN the key is there once, with the new value
+    tags = sagemaker.list_tags(ResourceArn=arn)["Tags"]
+    assert [t for t in tags if t["Key"] == "ml-platform:expected-config"] == [
+        {"Key": "ml-platform:expected-config", "Value": "config-v2"}
+    ]

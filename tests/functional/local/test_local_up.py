@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +21,12 @@ from typing import Any
 import boto3
 import pytest
 
+from emulator.clients import emulator_client
 from handlers.common.s3_uri import S3Uri
+from mlctl import cli
 from mlctl.local.commands import local_up, stop_platform
 from mlctl.local.state import LocalState, process_alive
-from mlctl.local.workflow import emulator_client, post_json
+from mlctl.local.workflow import post_json
 
 STACK = "dev"
 EPOCHS = 4  # reaches the dev gate (accuracy >= 0.85); 2 epochs do not
@@ -40,14 +45,66 @@ class Platform:
         return post_json(f"{self.state.api_url}/v1/predict", body, self.state.api_key)
 
 
+# A user's real AWS identity in the shell that runs `up`: none of it may reach what `up` starts,
+# and a profile that does not exist must not break local mode.
+USER_AWS = {
+    "AWS_PROFILE": "no-such-profile",
+    "AWS_ACCESS_KEY_ID": "AKIAUSERSKEYNOTLOCAL",
+    "AWS_SECRET_ACCESS_KEY": "users-secret-not-for-local-mode",
+}
+
+
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     state_dir = tmp_path_factory.mktemp("mlctl-local")
     try:
-        state = local_up(STACK, state_dir, manual_approval=False, epochs=EPOCHS)
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in USER_AWS.items():
+                patch.setenv(name, value)
+            state = local_up(STACK, state_dir, manual_approval=False, epochs=EPOCHS)
         yield Platform(state, state_dir)
     finally:
         stop_platform(state_dir, quiet=True)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every running process below ``pid``."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        parent = int(text[text.rindex(")") + 2 :].split()[1])
+        parents.setdefault(parent, []).append(int(stat.parent.name))
+    found, pending = [], [pid]
+    while pending:
+        children = parents.get(pending.pop(), [])
+        found.extend(children)
+        pending.extend(children)
+    return found
+
+
+def test_no_process_the_platform_started_holds_the_users_aws_identity(platform: Platform) -> None:
+    # GIVEN the emulator and everything it started (model servers among them)
+    pids = [platform.state.emulator_pid, *_descendants(platform.state.emulator_pid)]
+    environments = {}
+    for pid in pids:
+        try:
+            environments[pid] = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue  # ended since
+    assert len(environments) >= 2, "the emulator and at least one model server"
+    # THEN none holds the user's keys or profile
+    for environment in environments.values():
+        assert not any(value in environment for value in USER_AWS.values())
+
+
+def test_files_holding_the_api_key_are_readable_by_their_owner_only(platform: Platform) -> None:
+    for name in ("state.json", "emulator.json"):
+        path = platform.state_dir / name
+        assert platform.state.api_key in path.read_text()
+        assert path.stat().st_mode & 0o777 == 0o600, name
 
 
 def _sample_image() -> dict[str, str]:
@@ -86,21 +143,40 @@ def test_predictions_come_back_over_http_through_the_lambda_handler(platform: Pl
     assert status == 403
 
 
-def test_a_users_plain_boto3_client_invokes_the_local_endpoint(platform: Platform) -> None:
-    runtime = boto3.client(
-        "sagemaker-runtime",
-        region_name=platform.state.region,
-        endpoint_url=platform.state.runtime_url,
-        aws_access_key_id="any",
-        aws_secret_access_key="any",
-    )
+def test_a_plain_boto3_client_with_only_the_emulators_url_reaches_the_local_endpoint(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a user's boto3, told nothing but AWS_ENDPOINT_URL (as `up --keep` prints it)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", platform.state.aws_endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "any")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "any")
+    runtime = boto3.client("sagemaker-runtime", region_name=platform.state.region)
+    # WHEN it invokes the stack's endpoint
     answer = runtime.invoke_endpoint(
         EndpointName=platform.state.outputs["endpointName"],
         ContentType="application/json",
         Body=json.dumps({"instances": [DIGIT_PIXELS]}),
     )
+    # THEN the model server answers (not a canned reply)
     assert answer["InvokedProductionVariant"] == "primary"
     assert len(json.loads(answer["Body"].read())["predictions"]) == 1
+    # AND an endpoint that does not exist is a ValidationError, as in AWS
+    with pytest.raises(runtime.exceptions.ClientError) as unknown:
+        runtime.invoke_endpoint(EndpointName="no-such-endpoint", ContentType="application/json", Body=b"{}")
+    assert unknown.value.response["Error"]["Code"] == "ValidationError"
+    assert "no-such-endpoint" in unknown.value.response["Error"]["Message"]
+    # AND the invocations the platform does not serve say so, instead of pretending
+    with pytest.raises(runtime.exceptions.ClientError) as asynchronous:
+        runtime.invoke_endpoint_async(
+            EndpointName=platform.state.outputs["endpointName"], InputLocation="s3://raw/x.json"
+        )
+    assert asynchronous.value.response["Error"]["Code"] == "ValidationError"
+    assert "InvokeEndpointAsync is not supported" in asynchronous.value.response["Error"]["Message"]
+    # AND the rest of AWS is still the emulator's (SageMaker's control plane, S3)
+    endpoint = boto3.client("sagemaker", region_name=platform.state.region).describe_endpoint(
+        EndpointName=platform.state.outputs["endpointName"]
+    )
+    assert endpoint["EndpointStatus"] == "InService"
 
 
 def test_capture_files_are_written_and_drift_metrics_computed(platform: Platform) -> None:
@@ -111,6 +187,27 @@ def test_capture_files_are_written_and_drift_metrics_computed(platform: Platform
     metrics = platform.client("cloudwatch").list_metrics(Namespace="ml-platform")["Metrics"]
     drift_metrics = {m["MetricName"] for m in metrics}
     assert {"MeanConfidence", "MaxFeaturePSI"} <= drift_metrics, drift_metrics
+
+
+def test_a_killed_model_server_is_replaced_and_predictions_continue(platform: Platform) -> None:
+    # GIVEN the endpoint's model server, killed outright
+    (server,) = _model_servers(platform)
+    os.kill(server, signal.SIGKILL)
+    # WHEN callers keep asking
+    deadline = time.monotonic() + 60
+    status, body = 0, None
+    while time.monotonic() < deadline:
+        status, body = platform.predict({"instances": [_sample_image()]})
+        if status == 200:
+            break
+        time.sleep(0.5)
+    # THEN a new server answers and the endpoint is still InService, as after SageMaker replaces an instance
+    assert status == 200, body
+    assert _model_servers(platform) and server not in _model_servers(platform)
+    endpoint = platform.client("sagemaker").describe_endpoint(
+        EndpointName=platform.state.outputs["endpointName"]
+    )
+    assert endpoint["EndpointStatus"] == "InService"
 
 
 def test_version_2_switches_in_blue_green_without_a_failed_request(platform: Platform) -> None:
@@ -157,9 +254,41 @@ def test_version_2_switches_in_blue_green_without_a_failed_request(platform: Pla
     assert failures == []
 
 
-def test_local_down_stops_everything_it_started(platform: Platform) -> None:
+def test_mlctl_train_and_deploy_wait_work_against_the_local_platform(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state_file = str(platform.state_dir / "state.json")
+    # WHEN a user retrains with `mlctl train --local` (the deployed pipeline, run by the emulator)
+    code = cli.main(["train", "--local", "--state-file", state_file, "--epochs", "3", "--poll", "0.5"])
+    out = capsys.readouterr().out
+    # THEN it follows real steps to the end, not a Succeeded at 0 s
+    assert code == 0, out
+    for step in ("Prepare", "Train", "Evaluate", "CheckEvaluation", "RegisterModel"):
+        assert f"step {step}: Succeeded" in out
+    assert out.index("step Train: Executing") < out.index("step Train: Succeeded")
+    # AND `mlctl deploy wait --local` smoke-tests the served version with its published input schema
+    code = cli.main(["deploy", "wait", "--local", "--state-file", state_file, "--poll", "0"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "smoke request: HTTP 200" in out
+
+
+def _model_servers(platform: Platform) -> list[int]:
+    return [
+        pid
+        for pid in _descendants(platform.state.emulator_pid)
+        if b"handlers.serving.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def test_local_down_stops_everything_even_after_the_emulator_was_killed(platform: Platform) -> None:
+    # GIVEN the running platform, its emulator then killed outright (no chance to stop its children)
     pid = platform.state.emulator_pid
-    assert process_alive(pid)
+    started = [pid, *_descendants(pid)]
+    assert _model_servers(platform)
+    os.kill(pid, signal.SIGKILL)
+    # WHEN `local down` runs
     assert stop_platform(platform.state_dir, quiet=True)
-    assert not process_alive(pid)
+    # THEN nothing the platform started runs any more: the model servers were written down
+    assert [p for p in started if process_alive(p)] == []
     assert LocalState.read(platform.state_dir) is None

@@ -12,6 +12,7 @@ from botocore.stub import Stubber
 
 from handlers.common.input_schema import instance_model_for, parse_input_schema
 from handlers.deployer.plan import TAG_EXPECTED_CONFIG
+from handlers.registry.client import ModelVersion
 from mlctl import deploy_wait
 from tests.functional.mlctl.conftest import (
     API_KEY,
@@ -190,11 +191,22 @@ def test_an_endpoint_the_deployer_never_tagged_needs_a_config(
     assert "pass --expected-config or --model-version" in result.err
 
 
+def register_with_schema(platform: Platform, run: int, schema: str = TABULAR_SCHEMA) -> ModelVersion:
+    """Version ``run`` as the pipeline leaves it: its evaluate step wrote the model's input schema next
+    to the evaluation report the version points at."""
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="mlp-dev-artifacts")
+    folder = f"evaluation/run-{run}"
+    s3.put_object(Bucket="mlp-dev-artifacts", Key=f"{folder}/evaluation.json", Body=b"{}")
+    s3.put_object(Bucket="mlp-dev-artifacts", Key=f"{folder}/input-schema.json", Body=schema.encode())
+    return platform.register(run, evaluation_report_uri=f"s3://mlp-dev-artifacts/{folder}/evaluation.json")
+
+
 def test_the_smoke_request_uses_the_api_key_and_the_model_schema(
     platform: Platform, api: ApiServer, mlctl: Callable[..., Result]
 ) -> None:
     # GIVEN v1 (a tabular model with its input schema) deployed, and the API with its key
-    platform.deploy(platform.register(1, environment={"MODEL_INPUT_SCHEMA": TABULAR_SCHEMA}))
+    platform.deploy(register_with_schema(platform, 1))
     with_api(platform, api)
 
     # WHEN waited for with the smoke request on (the default)
@@ -268,8 +280,8 @@ def test_sample_instances_pass_the_schema_s_own_validation(schema: dict[str, Any
 def test_the_prediction_api_s_schema_comes_first(
     platform: Platform, api: ApiServer, mlctl: Callable[..., Result]
 ) -> None:
-    # GIVEN the prediction API Lambda configured for text, and a model package that says tabular
-    platform.deploy(platform.register(1, environment={"MODEL_INPUT_SCHEMA": TABULAR_SCHEMA}))
+    # GIVEN the prediction API Lambda configured for text, and a model version that says tabular
+    platform.deploy(register_with_schema(platform, 1))
     role = boto3.client("iam", region_name=REGION).create_role(
         RoleName="mlp-dev-predict-api", AssumeRolePolicyDocument="{}"
     )["Role"]["Arn"]

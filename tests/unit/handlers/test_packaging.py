@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -134,3 +135,26 @@ def test_cli_prints_a_size_report(tmp_path: Path, capsys: pytest.CaptureFixture[
     report = capsys.readouterr().out
     assert "handlers" in report and "AWSLambdaPowertoolsPythonV3-python311-x86_64" in report
     assert (tmp_path / "handlers.zip").is_file() and not (tmp_path / "powertools-layer.zip").exists()
+
+
+def test_an_unchanged_zip_is_kept_and_a_changed_source_rebuilds_it(tmp_path: Path, monkeypatch) -> None:
+    # GIVEN a copy of the repository's handlers, built once
+    root = tmp_path / "repo"
+    shutil.copytree(
+        packaging.REPO_ROOT / "handlers", root / "handlers", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    first = packaging.build_handlers_zip(tmp_path / "out", root)
+    built = first.path.read_bytes()  # type: ignore[union-attr]
+    compiled: list[int] = []
+    real_bytecode = packaging._bytecode
+    monkeypatch.setattr(packaging, "_bytecode", lambda *a: compiled.append(1) or real_bytecode(*a))
+    # WHEN it is built again from the same sources
+    again = packaging.build_handlers_zip(tmp_path / "out", root)
+    # THEN nothing is compiled and the zip is the same, with the same counts
+    assert compiled == [] and again == first and again.path.read_bytes() == built  # type: ignore[union-attr]
+    # AND after a source changes, the zip is built anew with it
+    errors = root / "handlers" / "common" / "errors.py"
+    errors.write_text(errors.read_text() + "\nCHANGED = True\n")
+    changed = packaging.build_handlers_zip(tmp_path / "out", root)
+    assert compiled == [1]
+    assert b"CHANGED = True" in zipfile.ZipFile(changed.path).read("handlers/common/errors.py")  # type: ignore[arg-type]

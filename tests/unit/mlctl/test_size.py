@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.stack_config import GPU_INSTANCE_FAMILIES, PROD_MIN_INSTANCES, instance_family, parse_stack_config
+from handlers.common.instance_types import GPU_INSTANCE_FAMILIES, instance_family
+from infra.stack_config import PROD_MIN_INSTANCES, parse_stack_config
 from mlctl.size import LARGE, MASSIVE, MEDIUM, SMALL, Recommendation, add_size_parser, recommend, table_row
 
 BASE = {"aws:region": "us-east-1", "ml-platform:environment": "dev", "ml-platform:namePrefix": "mlp-test"}

@@ -1,4 +1,5 @@
-"""The training process of the local runner: streamed logs, metric parsing and the runtime limit."""
+"""A job's process on this machine: streamed logs, metric parsing and the runtime limit (training and
+processing jobs alike)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from emulator import processes
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ class MetricParser:
 
 @dataclass
 class ProcessOutcome:
-    """How the training process ended."""
+    """How the job's process ended."""
 
     exit_code: int
     timed_out: bool
@@ -111,6 +114,7 @@ def run_process(
             # Its own session, so the runtime limit reaches torchrun's workers too.
             start_new_session=True,
         )
+        processes.record(process.pid, "job")
         readers = [
             threading.Thread(target=stream.consume, args=(pipe, is_err), daemon=True)
             for pipe, is_err in ((process.stdout, False), (process.stderr, True))
