@@ -184,7 +184,7 @@ class ServerSpec:
     ready_timeout_s: float = 120.0
 
 
-def _http(
+def http_request(
     port: int, method: str, path: str, body: bytes | None = None, timeout: float = 10.0
 ) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
@@ -228,8 +228,9 @@ class Server:
                     f"{self.spec.name} exited with {self.process.returncode}:\n{self.log_tail()}"
                 )
             try:
-                if _http(self.port, "GET", self.spec.ping_path, timeout=2.0)[0] == 200:
-                    status, body = _http(self.port, "POST", self.spec.invoke_path, sample_body, timeout=30.0)
+                if http_request(self.port, "GET", self.spec.ping_path, timeout=2.0)[0] == 200:
+                    invoke = self.spec.invoke_path
+                    status, body = http_request(self.port, "POST", invoke, sample_body, timeout=30.0)
                     if status == 200:
                         check_answer(body)
                         return
@@ -609,7 +610,7 @@ def _server_metrics(server: Server, workers: int) -> dict[str, Any] | None:
     per_worker: dict[Any, dict[str, Any]] = {}
     for _ in range(20 * workers):
         with contextlib.suppress(OSError, ValueError):
-            status, body = _http(server.port, "GET", server.spec.metrics_path)
+            status, body = http_request(server.port, "GET", server.spec.metrics_path)
             if status == 200:
                 document = dict(json.loads(body))
                 per_worker[document.get("worker_pid")] = document

@@ -24,7 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ import torch
 
 from models import TaskModel, build
 from training_jobs import data, prepare, train
-from training_jobs.datasets import write_raw
 from training_jobs.hyperparameters import parse_hyperparameters
 from training_jobs.sm_env import TrainingEnv, TrainingPaths
 from training_jobs.tasks import TASKS, TaskSpec, get_task
@@ -41,16 +40,33 @@ from training_jobs.trainer import Trainer
 TARGET_RATIO = 0.95
 
 
-def setup(task: TaskSpec, splits: Path, work: Path) -> tuple[Trainer, TaskModel, data.Dataset[Any], int]:
-    """A fresh, seeded Trainer for ``task`` (no checkpoints), its model, dataset and batch size."""
-    hp = parse_hyperparameters({"task": task.name})
+def setup(
+    task: TaskSpec,
+    splits: Path,
+    work: Path,
+    *,
+    device: torch.device | None = None,
+    hyperparameters: Mapping[str, str] | None = None,
+) -> tuple[Trainer, TaskModel, data.Dataset[Any], int]:
+    """A fresh, seeded Trainer for ``task`` (no checkpoints), its model, dataset and batch size.
+
+    ``device`` defaults to the CPU; ``hyperparameters`` (SageMaker's string form, e.g.
+    ``{"amp": "false"}``) override the task's defaults (bench/gpu_check.py uses both).
+    """
+    hp = parse_hyperparameters({**(hyperparameters or {}), "task": task.name})
     train.seed_everything(hp.seed)
     records = data.read_split(task, "train", splits / "train")
     validation = data.read_split(task, "validation", splits / "validation")
     model = build(task.model_name, data.model_config_for(task, records))
     env = TrainingEnv(paths=TrainingPaths(work), model_dir=work / "model", output_data_dir=work / "out")
     trainer = train.make_trainer(
-        env, hp, task, model, train_records=records, validation_records=validation, device=torch.device("cpu")
+        env,
+        hp,
+        task,
+        model,
+        train_records=records,
+        validation_records=validation,
+        device=device or torch.device("cpu"),
     )
     # Checkpoint I/O is not part of the step loop being compared.
     trainer.config = dataclasses.replace(trainer.config, checkpoint_dir=None)
@@ -122,6 +138,10 @@ def time_to_quality(task: TaskSpec, splits: Path, work: Path, max_epochs: int = 
 
 
 def prepared(task: str, root: Path) -> Path:
+    # scikit-learn (the digits and diabetes data) only here: bench/gpu_check.py reuses this module
+    # on machines without it, from raw files written elsewhere.
+    from training_jobs.datasets import write_raw  # noqa: PLC0415
+
     write_raw(task, root / "raw")
     prepare.prepare(task, root / "raw", root / "processed")
     return root / "processed"

@@ -1,6 +1,6 @@
 """A local API Gateway REST API (Lambda proxy integration): real HTTP on loopback becomes the proxy
-events the deployed API sends, so the API Lambda runs unchanged; the gateway's own answers (API key,
-size, timeouts) come from the responses the stack deploys (docs/local-platform.md).
+events the deployed API sends, so the API Lambda runs unchanged; the gateway's own answers (API key
+or SigV4 signature, size, timeouts) come from the responses the stack deploys (docs/local-platform.md).
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from emulator.isolation import EMULATOR_CREDENTIALS, AccessKeyPair
 from emulator.runtime import BackgroundHttpServer, HttpRequest, HttpResponse, json_response
+from emulator.sigv4 import SignatureRejected, verify_signature
 from infra.gateway_responses import gateway_answer
+from infra.stack_config import ApiAuth
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +87,12 @@ class _Counters:
 
 
 class LocalApiGateway:
-    """API Gateway's REST proxy on ``host:port``, invoking ``handler(event, context)`` per request."""
+    """API Gateway's REST proxy on ``host:port``, invoking ``handler(event, context)`` per request.
+
+    Its methods are authorized as the stack's (``api.auth``): ``ApiAuth.API_KEY`` requires
+    ``api_key`` in ``x-api-key`` (``None``: no key at all); ``ApiAuth.IAM`` requires a SigV4
+    signature for ``region`` made with ``credentials`` and takes no API key.
+    """
 
     def __init__(
         self,
@@ -94,14 +102,22 @@ class LocalApiGateway:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
+        auth: ApiAuth = ApiAuth.API_KEY,
+        region: str = REGION,
+        credentials: AccessKeyPair = EMULATOR_CREDENTIALS,
         resources: Sequence[str] = DEFAULT_RESOURCES,
         greedy: bool = True,
         timeout_s: float = INTEGRATION_TIMEOUT_S,
         max_body_bytes: int = MAX_BODY_BYTES,
         stage_variables: Mapping[str, str] | None = None,
     ) -> None:
+        if auth is ApiAuth.IAM and api_key is not None:
+            raise ValueError("an API with IAM auth has no API key")
         self.handler = handler
         self.api_key = api_key
+        self.auth = auth
+        self.region = region
+        self.credentials = credentials
         self.stage = stage
         self.resources = tuple(resources)
         self.greedy = greedy
@@ -142,11 +158,24 @@ class LocalApiGateway:
             return _gateway_error(
                 "MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token", request_id
             )
-        if self.api_key is not None and request.header("x-api-key") != self.api_key:
-            return _gateway_error("INVALID_API_KEY", 403, "Forbidden", request_id)
+        refusal = self._refusal(request, request_id)
+        if refusal is not None:
+            return refusal
         event = proxy_event(request, resource, path, self, request_id)
         context = LambdaContext(aws_request_id=str(uuid.uuid4()), deadline=time.monotonic() + self.timeout_s)
         return self._invoke(event, context, request_id)
+
+    def _refusal(self, request: HttpRequest, request_id: str) -> HttpResponse | None:
+        """API Gateway's 403 for a request its methods' authorization refuses; None to let it in."""
+        if self.auth is ApiAuth.IAM:
+            try:
+                verify_signature(request, self.credentials, self.region)
+            except SignatureRejected as rejected:
+                return _gateway_error(rejected.response_type, 403, rejected.message, request_id)
+            return None
+        if self.api_key is not None and request.header("x-api-key") != self.api_key:
+            return _gateway_error("INVALID_API_KEY", 403, "Forbidden", request_id)
+        return None
 
     def _path_in_stage(self, path: str) -> str | None:
         """``/STAGE/v1/predict`` -> ``/v1/predict``; None for a path outside the stage."""
@@ -216,11 +245,7 @@ def proxy_event(
                 "userAgent": user_agent,
                 "apiKey": request.header("x-api-key") if api.api_key is not None else None,
                 "apiKeyId": "local" if api.api_key is not None else None,
-                "accountId": None,
-                "caller": None,
-                "user": None,
-                "userArn": None,
-                "accessKey": None,
+                **_caller_identity(api),
                 "cognitoIdentityPoolId": None,
                 "cognitoIdentityId": None,
                 "cognitoAuthenticationType": None,
@@ -233,6 +258,19 @@ def proxy_event(
         },
         "body": body,
         "isBase64Encoded": is_base64,
+    }
+
+
+def _caller_identity(api: LocalApiGateway) -> dict[str, str | None]:
+    """Who signed, as IAM auth fills it in: the emulator's key pair is the account's own (root)."""
+    if api.auth is not ApiAuth.IAM:
+        return {"accountId": None, "caller": None, "user": None, "userArn": None, "accessKey": None}
+    return {
+        "accountId": ACCOUNT_ID,
+        "caller": ACCOUNT_ID,
+        "user": ACCOUNT_ID,
+        "userArn": f"arn:aws:iam::{ACCOUNT_ID}:root",
+        "accessKey": api.credentials.access_key_id,
     }
 
 

@@ -1,4 +1,4 @@
-"""boto3 clients of the emulator: its endpoint, placeholder credentials (it checks none)."""
+"""boto3 clients of the emulator: its endpoint, its own credentials (moto checks none)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 import boto3
 
+from emulator.isolation import EMULATOR_CREDENTIALS
 from handlers.common.aws_clients import profile_free_session
 
 
@@ -17,6 +18,6 @@ def emulator_client(service: str, region: str, aws_url: str) -> Any:
         service,
         region_name=region,
         endpoint_url=aws_url,
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
+        aws_access_key_id=EMULATOR_CREDENTIALS.access_key_id,
+        aws_secret_access_key=EMULATOR_CREDENTIALS.secret_access_key,
     )

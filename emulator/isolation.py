@@ -2,7 +2,7 @@
 
 - :func:`without_user_aws` is the environment of the emulator: the user's AWS credentials,
   profile and config files are gone, so nothing it starts inherits them and a missing profile
-  cannot break it; its clients use placeholder keys.
+  cannot break it; its clients use the emulator's own key pair (:data:`EMULATOR_CREDENTIALS`).
 - :func:`user_aws_hidden` does the same for this process while local mode runs handler code in it.
 - :func:`without_aws` is the environment of a process that calls no AWS at all (a model server).
 - :func:`write_private` writes a file only its owner can read (state files hold the API key).
@@ -14,6 +14,7 @@ import contextlib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 # What botocore reads to find credentials or a profile (beside the config files named below).
 USER_AWS_VARIABLES = (
@@ -30,6 +31,16 @@ USER_AWS_VARIABLES = (
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
 )
 PRIVATE_FILE_MODE = 0o600
+
+
+class AccessKeyPair(NamedTuple):
+    access_key_id: str
+    secret_access_key: str
+
+
+# The emulator's own AWS identity. moto checks no signature; the local API Gateway under IAM auth
+# accepts requests signed with this pair only, so a client signs with it, never with a user's keys.
+EMULATOR_CREDENTIALS = AccessKeyPair(access_key_id="local", secret_access_key="local")
 
 
 def without_user_aws(environment: Mapping[str, str]) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """A local SageMaker Runtime: ``InvokeEndpoint`` over HTTP in botocore's wire format, routed to
-model-server processes blue/green, with SageMaker's errors and data capture
-(docs/local-platform.md).
+the model-server processes of an endpoint's production variants (by weight, or the one a request
+targets), blue/green, with SageMaker's errors and data capture (docs/local-platform.md).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import socket
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +41,7 @@ FORWARDED_HEADERS = (
     "X-Amzn-SageMaker-Target-Model",
     "X-Amzn-SageMaker-Inference-Id",
 )
+TARGET_VARIANT_HEADER = "X-Amzn-SageMaker-Target-Variant"  # InvokeEndpoint's TargetVariant
 _INVOCATIONS = re.compile(r"/endpoints/(?P<name>[^/]+)/invocations")
 ERROR_TYPE_SUFFIX = ":http://internal.amazon.com/coral/com.amazon.sagemaker.runtime/"
 
@@ -229,8 +230,9 @@ class BackgroundHttpServer:
 
 @dataclass(frozen=True)
 class Route:
-    """Where an endpoint's requests go: one container (the endpoint config's first variant).
+    """Where the requests for one production variant of an endpoint go: its container.
 
+    ``weight`` is the variant's current weight (its share of the requests that name no variant);
     ``capture_percent`` is the config's sampling percentage (0: no capture); ``capture_uri``
     overrides the capture writer's destination (the config's ``DestinationS3Uri``).
     """
@@ -241,40 +243,55 @@ class Route:
     model_version: str = ""
     capture_percent: int = 100
     capture_uri: str | None = None
+    weight: float = 1.0
+
+
+class VariantNotFoundError(LookupError):
+    """No variant of a routed endpoint can take the request: the one it names is not served, or
+    every variant's weight is 0."""
 
 
 class EndpointRouter:
-    """Thread-safe ``endpoint name -> Route``, counting requests in flight per container."""
+    """Thread-safe ``endpoint name -> its variants' routes``, counting requests in flight per
+    container. A request that names no variant gets one at random in proportion to the weights;
+    ``choice`` is that random source (seed it for repeatable picks)."""
 
-    def __init__(self) -> None:
-        self._routes: dict[str, Route] = {}
+    def __init__(self, choice: random.Random | None = None) -> None:
+        self._routes: dict[str, tuple[Route, ...]] = {}
         self._in_flight: Counter[str] = Counter()
         self._changed = threading.Condition()
+        self._choice = choice or random.Random()
 
-    def set_route(self, name: str, route: Route) -> Route | None:
-        """Switch ``name`` to ``route`` atomically; returns the previous route."""
+    def set_routes(self, name: str, routes: Sequence[Route]) -> tuple[Route, ...]:
+        """Switch ``name`` to ``routes`` (one per variant) atomically; returns the previous ones."""
+        if not routes:
+            raise ValueError(f"endpoint {name} needs at least one route")
         with self._changed:
-            previous = self._routes.get(name)
-            self._routes[name] = route
+            previous = self._routes.get(name, ())
+            self._routes[name] = tuple(routes)
             return previous
 
-    def remove(self, name: str) -> Route | None:
-        with self._changed:
-            return self._routes.pop(name, None)
+    def set_route(self, name: str, route: Route) -> Route | None:
+        """Serve ``name`` by the one variant ``route``; returns the previous first route."""
+        previous = self.set_routes(name, [route])
+        return previous[0] if previous else None
 
-    def route(self, name: str) -> Route | None:
+    def remove(self, name: str) -> tuple[Route, ...]:
         with self._changed:
-            return self._routes.get(name)
+            return self._routes.pop(name, ())
 
-    def routes(self) -> dict[str, Route]:
+    def routes(self) -> dict[str, tuple[Route, ...]]:
         with self._changed:
             return dict(self._routes)
 
     @contextmanager
-    def acquire(self, name: str) -> Iterator[Route | None]:
-        """The route current now, counted in flight on its container until the block ends."""
+    def acquire(self, name: str, variant: str | None = None) -> Iterator[Route | None]:
+        """The route a request to ``name`` takes now (``variant``'s, or one picked by weight),
+        counted in flight on its container until the block ends; None for an unknown endpoint.
+        Raises :class:`VariantNotFoundError` before the block when no variant can take it."""
         with self._changed:
-            route = self._routes.get(name)
+            routes = self._routes.get(name)
+            route = self._pick(name, routes, variant) if routes else None
             if route is not None:
                 self._in_flight[route.container_url] += 1
         try:
@@ -284,6 +301,21 @@ class EndpointRouter:
                 with self._changed:
                     self._in_flight[route.container_url] -= 1
                     self._changed.notify_all()
+
+    def _pick(self, name: str, routes: tuple[Route, ...], variant: str | None) -> Route:
+        if variant is not None:
+            for route in routes:
+                if route.variant_name == variant:
+                    return route
+            raise VariantNotFoundError(f"Variant {variant} not found for endpoint {name}.")
+        weights = [max(route.weight, 0.0) for route in routes]
+        if sum(weights) <= 0:
+            raise VariantNotFoundError(
+                f"Every variant of endpoint {name} has weight 0: name one with TargetVariant."
+            )
+        if len(routes) == 1:  # no draw: one-variant endpoints leave the random source alone
+            return routes[0]
+        return self._choice.choices(routes, weights=weights)[0]
 
     def in_flight(self, container_url: str) -> int:
         with self._changed:
@@ -361,17 +393,15 @@ class RuntimeGateway:
     def _invoke(self, endpoint: str, request: HttpRequest, request_id: str) -> HttpResponse:
         if len(request.body) > MAX_PAYLOAD_BYTES:
             raise _payload_too_large()
-        with self.router.acquire(endpoint) as route:
-            if route is None:
-                raise InvokeError(
-                    400, "ValidationError", f"Endpoint {endpoint} of account {self.account_id} not found."
-                )
-            target = request.header("X-Amzn-SageMaker-Target-Variant")
-            if target is not None and target != route.variant_name:
-                raise InvokeError(
-                    400, "ValidationError", f"Variant {target} not found for endpoint {endpoint}."
-                )
-            reply = self._forward(endpoint, route, request, request_id)
+        try:
+            with self.router.acquire(endpoint, request.header(TARGET_VARIANT_HEADER)) as route:
+                if route is None:
+                    raise InvokeError(
+                        400, "ValidationError", f"Endpoint {endpoint} of account {self.account_id} not found."
+                    )
+                reply = self._forward(endpoint, route, request, request_id)
+        except VariantNotFoundError as exc:
+            raise InvokeError(400, "ValidationError", str(exc)) from None
         if not 200 <= reply.status < 300:
             raise self._model_error(endpoint, route, reply)
         content_type = reply.headers.get("Content-Type") or "application/octet-stream"
@@ -489,4 +519,5 @@ __all__ = [
     "HttpResponse",
     "Route",
     "RuntimeGateway",
+    "VariantNotFoundError",
 ]

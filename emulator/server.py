@@ -1,8 +1,8 @@
 """The local platform's "AWS": one background process started by ``mlctl local up``.
 
 ``python -m emulator.server STATE_DIR`` hosts moto's server with SageMaker hosting, the SageMaker
-Runtime with data capture, and API Gateway in front of the API Lambda, until SIGTERM
-(docs/local-platform.md).
+Runtime with data capture, API Gateway in front of the API Lambda, and EventBridge delivering
+events to the stack's Lambda functions (the deployer), until SIGTERM (docs/local-platform.md).
 """
 
 from __future__ import annotations
@@ -13,15 +13,22 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from emulator.isolation import write_private
+from emulator.isolation import EMULATOR_CREDENTIALS, write_private
 from handlers.common.s3_uri import S3Uri
+from infra.stack_config import ApiAuth
+
+if TYPE_CHECKING:
+    from emulator.hosting import ServedEndpoint
+    from emulator.runtime import Route
 
 CONFIG_FILE = "emulator.json"
 READY_FILE = "ready.json"
+LAMBDA_LOGS = Path("logs") / "lambda"  # under the state folder: invocations.jsonl, <function>.log
 CAPTURE_FLUSH_S = 1.0
 DEFAULT_ACCOUNT_ID = "123456789012"  # moto's account
 
@@ -30,21 +37,27 @@ logger = logging.getLogger("emulator.server")
 
 @dataclass(frozen=True)
 class EmulatorConfig:
-    """What ``mlctl local up`` hands the emulator (``emulator.json``)."""
+    """What ``mlctl local up`` hands the emulator (``emulator.json``).
+
+    ``api_auth`` is the planned API's authorization: with ``ApiAuth.IAM`` requests are SigV4-signed
+    and ``api_key`` is None.
+    """
 
     region: str
     moto_port: int
     runtime_port: int
     api_port: int
-    api_key: str
+    api_key: str | None
     capture_uri: str | None = None
     capture_percent: int = 100
     api_env: dict[str, str] = field(default_factory=dict)
     account_id: str = DEFAULT_ACCOUNT_ID
+    api_auth: ApiAuth = ApiAuth.API_KEY
 
     @classmethod
     def read(cls, state_dir: Path) -> EmulatorConfig:
-        return cls(**json.loads((state_dir / CONFIG_FILE).read_text()))
+        document = json.loads((state_dir / CONFIG_FILE).read_text())
+        return cls(**{**document, "api_auth": ApiAuth(document.get("api_auth", ApiAuth.API_KEY))})
 
     def write(self, state_dir: Path) -> None:
         write_private(state_dir / CONFIG_FILE, json.dumps(self.__dict__, indent=2))  # holds the API key
@@ -56,11 +69,32 @@ def run(state_dir: Path) -> int:
     aws_url = f"http://127.0.0.1:{config.moto_port}"
     _aws_environment(config, aws_url)
 
-    from emulator import hosting, pipeline_executions  # noqa: PLC0415 - moto: only this process needs it
+    from emulator import (  # noqa: PLC0415 - moto: only this process needs it
+        autoscaling,
+        events,
+        hosting,
+        lambda_invoke,
+        lambdas,
+        pipeline_executions,
+    )
     from emulator.aws_endpoint import EmulatedAws  # noqa: PLC0415
     from emulator.clients import emulator_client  # noqa: PLC0415
+    from emulator.training import describe as training_outcomes  # noqa: PLC0415
 
-    hosting.extend_moto()
+    functions = lambdas.LocalLambdaRuntime(
+        lambda service: emulator_client(service, config.region, aws_url),
+        region=config.region,
+        aws_url=aws_url,
+        log_dir=lambda_log_dir(state_dir),
+    )
+    bus = events.LocalEventBus(
+        lambda: events.events_backend(config.account_id, config.region), functions.invoke_async
+    )
+    hosting.extend_moto(bus.put)
+    events.extend_moto(bus)
+    autoscaling.extend_moto()
+    lambda_invoke.extend_moto(functions)  # Invoke runs the handler locally
+    training_outcomes.extend_moto()  # DescribeTrainingJob: status and final metrics
     pipelines = pipeline_executions.PipelineRunner(
         lambda service: emulator_client(service, config.region, aws_url),
         state_dir / "pipelines",
@@ -69,7 +103,7 @@ def run(state_dir: Path) -> int:
     aws = EmulatedAws("127.0.0.1", config.moto_port)  # moto, with SageMaker Runtime's paths served for real
     aws.start()
     stopping = threading.Event()
-    services = _Services(config, aws_url, state_dir)
+    services = _Services(config, aws_url, state_dir, bus.put)
     try:
         services.start()
         aws.dispatch.runtime_url = services.runtime_url
@@ -89,27 +123,37 @@ def run(state_dir: Path) -> int:
         logger.info("local platform ready: AWS %s, API %s", aws_url, services.api_url)
         stopping.wait()
     finally:
+        functions.stop()  # first: running handlers call the services below
         services.stop()
         aws.stop()
         (state_dir / READY_FILE).unlink(missing_ok=True)
     return 0
 
 
+def lambda_log_dir(state_dir: Path) -> Path:
+    """Where the local Lambda runtime writes its invocation records and the functions' logs."""
+    return state_dir / LAMBDA_LOGS
+
+
 def _aws_environment(config: EmulatorConfig, aws_url: str) -> None:
     """Every AWS client in this process (the Lambda handler's included) talks to the emulator."""
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", EMULATOR_CREDENTIALS.access_key_id)
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", EMULATOR_CREDENTIALS.secret_access_key)
     os.environ["AWS_DEFAULT_REGION"] = os.environ["AWS_REGION"] = config.region
     os.environ["AWS_ENDPOINT_URL"] = aws_url
 
 
 class _Services:
-    """The gateways, hosting and capture around the moto server."""
+    """The gateways, hosting and capture around the moto server; ``emit`` puts an event on the
+    local EventBridge bus (hosting's endpoint state changes)."""
 
-    def __init__(self, config: EmulatorConfig, aws_url: str, state_dir: Path) -> None:
+    def __init__(
+        self, config: EmulatorConfig, aws_url: str, state_dir: Path, emit: Callable[[dict[str, Any]], Any]
+    ) -> None:
         self.config = config
         self.aws_url = aws_url
         self.state_dir = state_dir
+        self.emit = emit
         self.runtime_url = ""
         self.api_url = ""
         self._stop_flush = threading.Event()
@@ -122,7 +166,7 @@ class _Services:
 
         from emulator import hosting  # noqa: PLC0415
         from emulator.api_gateway import LocalApiGateway  # noqa: PLC0415
-        from emulator.runtime import CaptureWriter, EndpointRouter, Route, RuntimeGateway  # noqa: PLC0415
+        from emulator.runtime import CaptureWriter, EndpointRouter, RuntimeGateway  # noqa: PLC0415
 
         config = self.config
         s3 = boto3.client("s3", region_name=config.region, endpoint_url=self.aws_url)
@@ -133,18 +177,8 @@ class _Services:
         self._parts.append(runtime)
         self.runtime_url = runtime.url
 
-        def switch(served: hosting.ServedModel) -> None:
-            router.set_route(
-                served.endpoint,
-                Route(
-                    container_url=served.url,
-                    variant_name=served.variant,
-                    config_name=served.config_name,
-                    model_version=served.model_name,
-                    capture_percent=served.capture_percent,
-                    capture_uri=served.capture_uri,
-                ),
-            )
+        def switch(served: hosting.ServedEndpoint) -> None:
+            router.set_routes(served.endpoint, routes_of(served))  # every variant at once: blue/green
 
         def download(uri: str, target: Path) -> None:
             source = S3Uri.parse(uri)
@@ -156,6 +190,7 @@ class _Services:
             switch,
             self.state_dir / "hosting",
             wait_drained=router.wait_drained,
+            emit=self.emit,
         )
         self.hosting.start()
         os.environ.update(config.api_env)
@@ -163,7 +198,12 @@ class _Services:
         from handlers.api import handler as predict_api  # noqa: PLC0415 - after its environment is set
 
         api = LocalApiGateway(
-            predict_api.lambda_handler, config.api_key, host="127.0.0.1", port=config.api_port
+            predict_api.lambda_handler,
+            config.api_key,
+            host="127.0.0.1",
+            port=config.api_port,
+            auth=config.api_auth,
+            region=config.region,
         )
         api.start()
         self._parts.append(api)
@@ -183,6 +223,24 @@ class _Services:
             self.hosting.stop()
         if self.capture is not None:
             self.capture.close()
+
+
+def routes_of(served: ServedEndpoint) -> list[Route]:
+    """The runtime gateway's routes for an endpoint served by local hosting: one per variant."""
+    from emulator.runtime import Route  # noqa: PLC0415
+
+    return [
+        Route(
+            container_url=variant.url,
+            variant_name=variant.variant,
+            config_name=served.config_name,
+            model_version=variant.model_name,
+            capture_percent=served.capture_percent,
+            capture_uri=served.capture_uri,
+            weight=variant.weight,
+        )
+        for variant in served.variants
+    ]
 
 
 def _configure_logging() -> None:

@@ -1,6 +1,6 @@
 """What runs inside AWS Lambda and inside the serving container: one sub-package per runtime.
 
-- ``api``, ``preprocess``, ``deployer``, ``monitoring``: one Lambda function each, whose entry point
+- ``api``, ``deployer``, ``monitoring``: one Lambda function each, whose entry point
   is ``<package>.handler.lambda_handler``; powertools and botocore, never torch, pulumi or the
   SageMaker SDK.
 - ``registry``: the model registry client and the champion gate, shared by the deployer and ``mlctl``.

@@ -10,7 +10,6 @@ from infra.deployer import Deployer, DeployerArgs
 from infra.functions import FunctionSettings
 from infra.lambda_code import build_lambda_code
 from infra.monitoring import Monitoring, MonitoringArgs
-from infra.preprocessing import BatchPreprocessing, BatchPreprocessingArgs
 from infra.registry import ModelRegistry, ModelRegistryArgs
 from infra.serving import InferenceEndpoint, InferenceEndpointArgs
 from infra.training import TrainingPipeline, TrainingPipelineArgs
@@ -36,17 +35,6 @@ functions = FunctionSettings(
     code=build_lambda_code(
         config.name_prefix, config.api.powertools_layer_arn, pulumi.ResourceOptions(provider=context.provider)
     ),
-)
-preprocessing = BatchPreprocessing(
-    "preprocessing",
-    BatchPreprocessingArgs(
-        stack=context.identity,
-        kms_key_arn=data_lake.key.arn,
-        bucket_names=data_lake.bucket_names,
-        bucket_arns=data_lake.bucket_arns,
-        functions=functions,
-    ),
-    opts=context.component_opts(),
 )
 registry = ModelRegistry("registry", ModelRegistryArgs(stack=context.identity), opts=context.component_opts())
 training = TrainingPipeline(
@@ -131,7 +119,6 @@ monitoring = Monitoring(
         variant_name=config.serving.variants[0].name,
         function_names={
             "predict-api": prediction_api.api_function.name,
-            "preprocess-batch": preprocessing.function.name,
             "deployer": deployer.function.name,
         },
         api_name=prediction_api.rest_api.name,
@@ -167,9 +154,6 @@ pulumi.export("apiStageName", prediction_api.stage_name)
 pulumi.export("apiKeyId", prediction_api.api_key.id if prediction_api.api_key else None)
 pulumi.export("predictApiFunctionName", prediction_api.api_function.name)
 pulumi.export("predictApiFunctionArn", prediction_api.api_function.arn)
-pulumi.export("preprocessFunctionName", preprocessing.function.name)
-pulumi.export("preprocessFunctionArn", preprocessing.function.arn)
-pulumi.export("preprocessDeadLetterQueueUrl", preprocessing.dead_letter_queue_url)
 pulumi.export("alertTopicArn", alerts.topic.arn)
 pulumi.export("endpointName", config.endpoint_name)
 pulumi.export("modelRoleArn", serving.role.arn)

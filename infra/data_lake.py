@@ -1,7 +1,7 @@
 """DataLake: the encrypted, versioned, TLS-only S3 storage every other component reads and writes.
 
-Buckets: raw (landing zone, never expires by default, emits EventBridge events for preprocessing and
-retraining), processed, features, artifacts (models; never expire, the registry points at them), and
+Buckets: raw (landing zone, never expires by default, emits EventBridge events that start retraining),
+processed, features, artifacts (models; never expire, the registry points at them), and
 an access-log bucket that receives the server access logs of the other four.
 """
 
@@ -19,9 +19,9 @@ from infra.stack_config import DataConfig
 COMPONENT_TYPE = "mlplatform:index:DataLake"
 DATA_BUCKETS = ("raw", "processed", "features", "artifacts")
 ACCESS_LOG_BUCKET = "access-logs"
-# Buckets whose superseded versions are derived data, rebuilt by preprocessing: they may expire.
+# Buckets whose superseded versions are derived data, rebuilt by the pipeline's Prepare step: they may expire.
 DERIVED_BUCKETS = ("processed", "features")
-# Where new raw data lands; preprocessing and retraining react to objects created under it.
+# Where new raw data lands; the training pipeline's new-data rule reacts to objects created under it.
 RAW_PREFIX = "raw/"
 # An explicit filter on every rule: an absent filter is read differently by the provider versions.
 WHOLE_BUCKET: aws.s3.BucketLifecycleConfigurationRuleFilterArgsDict = {"prefix": ""}
@@ -57,7 +57,7 @@ class DataLake(pulumi.ComponentResource):
         self.key = self._kms_key()
         self.access_log_bucket, self._access_log_policy = self._access_log_bucket()
         self.buckets = {purpose: self._data_bucket(purpose) for purpose in DATA_BUCKETS}
-        # S3 events on raw go to EventBridge, where preprocessing and retraining rules subscribe.
+        # S3 events on raw go to EventBridge, where the training pipeline's new-data rule subscribes.
         aws.s3.BucketNotification(
             f"{name}-raw-events",
             bucket=self.buckets["raw"].id,

@@ -3,9 +3,11 @@
 The deployer Lambda (``handlers.deployer.handler``) runs on two EventBridge rules: a model package of this
 stack's group turning ``Approved`` (create a new model and endpoint config, update the endpoint
 blue/green with the stack's deployment settings), and any state change of this stack's endpoint
-(verify it ended ``InService`` on the expected config; a rollback is a failed deployment). One
-deployment at a time (reserved concurrency 1); failures go to the alert topic and raise an alarm.
-See docs/deployments.md.
+(verify it ended ``InService`` on the expected config, then apply the variants' autoscaling; a
+rollback is a failed deployment). It is the one owner of the endpoint, its configs and its
+autoscaling. ``serving.modelPackageArn`` hands it a first version at ``pulumi up``, as the
+approval event it would get from the registry. One deployment at a time (reserved concurrency
+1); failures go to the alert topic and raise an alarm. See docs/deployments.md.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pulumi_aws as aws
 
 from handlers.common.contracts import DEFAULT_PROMOTION_MARGIN, METRICS_NAMESPACE, SERVING_PREFIX
 from handlers.deployer import settings
-from handlers.deployer.plan import approval_event_pattern, endpoint_event_pattern
+from handlers.deployer.plan import approval_event, approval_event_pattern, endpoint_event_pattern
 from infra.context import StackIdentity
 from infra.functions import FunctionBuilder, FunctionSettings
 from infra.lambda_package import HANDLER_ENTRYPOINTS
@@ -104,14 +106,38 @@ class Deployer(pulumi.ComponentResource):
             rule_name = f"{args.stack.name_prefix}-deployer-{key}"
             functions.event_trigger(key, rule_name, description, self.function, pattern=json.dumps(pattern))
         self.failure_alarm = self._failure_alarm()
+        self.first_deployment = self._first_deployment(functions.triggers)
         self.register_outputs({"functionName": self.function.name, "functionArn": self.function.arn})
 
     def _child(self, **kwargs: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, **kwargs)
 
+    def _first_deployment(self, triggers: list[aws.cloudwatch.EventTarget]) -> aws.lambda_.Invocation | None:
+        """``serving.modelPackageArn``: the deployer gets that version's approval event once (again
+        only when the ARN changes), after its triggers exist, so verification and autoscaling
+        follow as for any approval. Later versions roll out through the registry."""
+        args = self._args
+        arn = args.serving.model_package_arn
+        if arn is None:
+            return None
+        group, version = arn.rsplit("/", 2)[-2:]
+        if group != args.model_package_group_name:
+            raise ValueError(
+                f"ml-platform:serving.modelPackageArn = {arn}: the version must belong to this stack's "
+                f"model package group {args.model_package_group_name}"
+            )
+        event = approval_event(group=group, version=int(version), arn=arn, region=args.stack.region)
+        return aws.lambda_.Invocation(
+            f"{self._name}-first-deployment",
+            function_name=self.function.name,
+            input=json.dumps(event),
+            opts=self._child(depends_on=[self.function, *triggers]),
+        )
+
     def _environment(self) -> dict[str, pulumi.Input[str]]:
         args = self._args
         deployment = args.deployment
+        serving = args.serving
         return {
             "POWERTOOLS_SERVICE_NAME": "deployer",
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
@@ -122,9 +148,17 @@ class Deployer(pulumi.ComponentResource):
             settings.ENV_KMS: args.kms_key_arn,
             settings.ENV_CAPTURE_URI: args.capture_uri,
             settings.ENV_CAPTURE_PERCENT: str(int(args.serving.data_capture_percent)),
-            settings.ENV_VARIANT: args.serving.variants[0].name,
-            settings.ENV_INSTANCE_TYPE: args.serving.instance_type,
-            settings.ENV_INSTANCE_COUNT: str(args.serving.min_instances),
+            settings.ENV_VARIANTS: json.dumps(
+                [{"name": v.name, "weight": v.weight} for v in serving.variants]
+            ),
+            settings.ENV_INSTANCE_TYPE: serving.instance_type,
+            settings.ENV_INSTANCE_COUNT: str(serving.min_instances),
+            settings.ENV_MIN_INSTANCES: str(serving.min_instances),
+            settings.ENV_MAX_INSTANCES: str(serving.max_instances),
+            settings.ENV_TARGET_INVOCATIONS: str(serving.target_invocations_per_instance),
+            settings.ENV_SCALE_IN_COOLDOWN: str(serving.scale_in_cooldown_seconds),
+            settings.ENV_SCALE_OUT_COOLDOWN: str(serving.scale_out_cooldown_seconds),
+            **self._off_hours_environment(),
             settings.ENV_STRATEGY: deployment.strategy.value,
             settings.ENV_CANARY: str(deployment.canary_percent),
             settings.ENV_LINEAR: str(deployment.linear_step_percent),
@@ -137,6 +171,18 @@ class Deployer(pulumi.ComponentResource):
                 "s3://", args.artifacts_bucket, f"/{SERVING_PREFIX}/"
             ),
         }
+
+    def _off_hours_environment(self) -> dict[str, pulumi.Input[str]]:
+        off_hours = self._args.serving.off_hours
+        if off_hours is None:
+            return {}
+        document = {
+            "scaleDown": off_hours.scale_down,
+            "scaleUp": off_hours.scale_up,
+            "timezone": off_hours.timezone,
+            "instances": off_hours.instances,
+        }
+        return {settings.ENV_OFF_HOURS: json.dumps(document)}
 
     def _statements(self) -> list[dict[str, object]]:
         args = self._args
@@ -171,12 +217,15 @@ class Deployer(pulumi.ComponentResource):
                     "sagemaker:UpdateEndpoint",
                     "sagemaker:DescribeEndpoint",
                     "sagemaker:DescribeEndpointConfig",
+                    # Application Auto Scaling acts with the caller's rights on the variants.
+                    "sagemaker:UpdateEndpointWeightsAndCapacities",
                     "sagemaker:DescribeModel",
                     "sagemaker:AddTags",
                     "sagemaker:ListTags",
                 ],
                 "Resource": created,
             },
+            *self._autoscaling_statements(),
             {
                 "Sid": "PassModelRoleToSageMaker",
                 "Effect": "Allow",
@@ -222,6 +271,51 @@ class Deployer(pulumi.ComponentResource):
                 "Effect": "Allow",
                 "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
                 "Resource": args.kms_key_arn,
+            },
+        ]
+
+    def _autoscaling_statements(self) -> list[dict[str, object]]:
+        """What registering the variants' scaling takes (SageMaker's documented minimum)."""
+        stack = self._args.stack
+        return [
+            {
+                # Scalable targets have generated IDs: any target of this account and region.
+                "Sid": "ScaleTheEndpointsVariants",
+                "Effect": "Allow",
+                "Action": [
+                    "application-autoscaling:RegisterScalableTarget",
+                    "application-autoscaling:DeregisterScalableTarget",
+                    "application-autoscaling:PutScalingPolicy",
+                    "application-autoscaling:PutScheduledAction",
+                ],
+                "Resource": stack.arn("application-autoscaling", "scalable-target/*"),
+            },
+            {
+                # Target tracking creates and removes its own alarms.
+                "Sid": "TargetTrackingAlarms",
+                "Effect": "Allow",
+                "Action": [
+                    "cloudwatch:PutMetricAlarm",
+                    "cloudwatch:DeleteAlarms",
+                    "cloudwatch:DescribeAlarms",
+                ],
+                "Resource": stack.arn("cloudwatch", "alarm:TargetTracking*"),
+            },
+            {
+                "Sid": "CreateScalingServiceLinkedRole",
+                "Effect": "Allow",
+                "Action": "iam:CreateServiceLinkedRole",
+                "Resource": pulumi.Output.concat(
+                    "arn:",
+                    stack.partition,
+                    ":iam::",
+                    stack.account_id,
+                    ":role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/",
+                    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
+                ),
+                "Condition": {
+                    "StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}
+                },
             },
         ]
 

@@ -47,6 +47,7 @@ class FunctionBuilder:
         self._prefix = resource_prefix
         self._aliases = list(aliases)  # where the children were declared before, if they moved
         self.settings = settings
+        self.triggers: list[aws.cloudwatch.EventTarget] = []  # every event_trigger's target, in order
 
     def _child(self, **kwargs: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self._parent, aliases=self._aliases or None, **kwargs)
@@ -168,11 +169,12 @@ class FunctionBuilder:
             source_arn=rule.arn,
             opts=self._child(),
         )
-        aws.cloudwatch.EventTarget(
+        target = aws.cloudwatch.EventTarget(
             f"{self._prefix}-{key}-target",
             rule=rule.name,
             arn=function.arn,
             retry_policy={"maximum_retry_attempts": 3, "maximum_event_age_in_seconds": 3600},
             opts=self._child(depends_on=[permission]),
         )
+        self.triggers.append(target)
         return rule

@@ -28,7 +28,7 @@ from infra.stack_config import project_root
 REPO_ROOT = project_root()
 DEFAULT_OUT = REPO_ROOT / "build" / "lambda"
 # Lambda handler strings -> modules: what the Pulumi program sets as each function's handler.
-LAMBDA_PACKAGES = ("api", "preprocess", "deployer", "monitoring")  # under handlers/, one per function
+LAMBDA_PACKAGES = ("api", "deployer", "monitoring")  # under handlers/, one per function
 HANDLER_ENTRYPOINTS = {package: f"handlers.{package}.handler.lambda_handler" for package in LAMBDA_PACKAGES}
 LAMBDA_RUNTIME = "python3.11"  # the functions' runtime; bytecode is compiled for its Python
 LOCAL_PACKAGES = ("handlers", "infra", "training_jobs", "models", "mlctl", "emulator")

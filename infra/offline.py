@@ -239,6 +239,19 @@ def _alias_urns(request: Any, urn: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+def _without_source_positions() -> None:
+    """The SDK records each resource's source position from a full stack extraction (reading every
+    frame's source line): a tenth of a plan's time, for positions only an engine displays. The
+    mock runtime has no engine."""
+    from pulumi.runtime import resource as runtime_resource  # noqa: PLC0415
+
+    source_pb2 = getattr(runtime_resource, "source_pb2", None)
+    if source_pb2 is None or not hasattr(runtime_resource, "_get_stack_trace"):
+        return  # another SDK version: leave it as it is
+    empty = source_pb2.StackTrace()
+    runtime_resource._get_stack_trace = lambda: empty
+
+
 def run_offline(stack: str, values: Mapping[str, Any] | None = None, root: Path | None = None) -> Plan:
     """Run the program for ``stack`` under mocks and return everything it declared.
 
@@ -269,6 +282,7 @@ class OfflineRun:
     def _run(self) -> None:
         # Whatever ran before in this process (an asyncio.run, a server) may have left no event loop.
         _ensure_event_loop()
+        _without_source_positions()
         pulumi.runtime.set_mocks(
             self.monitor.mocks, project=PROJECT, stack=self.plan.stack, preview=False, monitor=self.monitor
         )

@@ -128,6 +128,19 @@ class TrainingConfig(_Section):
 class VariantConfig(_Section):
     name: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")]
     weight: Annotated[float, Field(gt=0)] = 1.0
+    # SageMaker's shadow variants are refused with the reason, never silently served as a
+    # production variant (docs/deployments.md).
+    shadow: bool = False
+
+    @field_validator("shadow")
+    @classmethod
+    def _no_shadow(cls, value: bool) -> bool:
+        if value:
+            raise ValueError(
+                "shadow variants are not supported: the champion gate compares a version with the served "
+                "one on replayed captured traffic before approval; allowed: false"
+            )
+        return value
 
 
 class OffHoursConfig(_Section):
@@ -158,8 +171,9 @@ class ServingConfig(_Section):
     data_capture_percent: Percent = 100
     variants: Annotated[tuple[VariantConfig, ...], Field(min_length=1)] = (VariantConfig(name="primary"),)
     off_hours: OffHoursConfig | None = None  # non-prod only: scheduled scale-down
-    # The approved model version the endpoint is first created with. Unset: no endpoint yet (train,
-    # approve, then set it). Later versions roll out through the registry approval (the deployer).
+    # A version handed to the deployer at `pulumi up` as its approval event (once per ARN), e.g. one
+    # trained elsewhere. Unset: the first approval in the registry creates the endpoint. Either
+    # way the deployer owns the endpoint and its autoscaling (docs/deployments.md).
     model_package_arn: (
         Annotated[
             str,

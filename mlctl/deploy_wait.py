@@ -37,7 +37,7 @@ from handlers.deployer.gate import endpoint_tags
 from handlers.deployer.plan import TAG_EXPECTED_CONFIG, TAG_MODEL_PACKAGE, TAG_MODEL_VERSION
 from handlers.deployer.verify import DeploymentVerified, describe_endpoint_state, evaluate_endpoint
 from handlers.registry.client import ModelRegistry
-from mlctl.invoke import post_json, predict_url
+from mlctl.invoke import post_to_target, predict_url
 from mlctl.targets import (
     EXIT_OK,
     EXIT_USAGE,
@@ -216,7 +216,7 @@ def _expected_config(
 def smoke_test(target: PlatformTarget, body: bytes, say: Say) -> None:
     """One POST to ``/v1/predict``; anything but 200 is a failed deployment."""
     url, key = api_endpoint(target)
-    answer = post_json(predict_url(url), body, key)
+    answer = post_to_target(target, predict_url(url), body, key)
     text = " ".join(answer.body.split())[:MAX_SMOKE_ANSWER_CHARS]
     if answer.status != 200:
         raise CommandError(f"smoke request to {predict_url(url)} answered HTTP {answer.status}: {text}")

@@ -1,7 +1,8 @@
 """``mlctl invoke``: one prediction through the platform's HTTPS API (``POST <apiUrl>/v1/predict``).
 
 The request goes through API Gateway and the prediction Lambda exactly as a client's would, with
-the stack's API key (``x-api-key``), so it checks the whole path, not just the endpoint.
+the stack's API key (``x-api-key``) or, for a stack with IAM auth, signed with SigV4, so it checks
+the whole path, not just the endpoint.
 Only the standard library speaks HTTP here: no new dependency for one POST.
 """
 
@@ -16,11 +17,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from emulator.isolation import EMULATOR_CREDENTIALS, AccessKeyPair
 from mlctl.targets import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     CommandError,
+    PlatformTarget,
     add_target_arguments,
     api_endpoint,
     resolve_target,
@@ -52,11 +55,14 @@ def post_json(
     api_key: str | None,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
     sign_region: str | None = None,
+    *,
+    credentials: AccessKeyPair | None = None,
 ) -> HttpAnswer:
     """POST ``body`` as JSON; any HTTP status is an answer, an unreachable API a :class:`CommandError`.
 
     Without an API key, a request to an ``execute-api`` URL (or any, given ``sign_region``) is signed
-    with SigV4 and the caller's AWS credentials: the stack's API uses IAM auth then (``api.auth: iam``).
+    with SigV4 and ``credentials`` (by default the caller's AWS credentials): the stack's API uses IAM
+    auth then (``api.auth: iam``).
     """
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if api_key:
@@ -65,7 +71,7 @@ def post_json(
         raise CommandError(f"the API URL {url!r} is not an http(s) URL")
     region = sign_region or (None if api_key else _execute_api_region(url))
     if region:
-        headers = sigv4_headers(url, body, headers, region)
+        headers = sigv4_headers(url, body, headers, region, credentials=credentials)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -86,17 +92,54 @@ def _execute_api_region(url: str) -> str | None:
     return None
 
 
-def sigv4_headers(url: str, body: bytes, headers: dict[str, str], region: str) -> dict[str, str]:
-    """``headers`` plus the SigV4 signature API Gateway's IAM auth checks (service ``execute-api``)."""
+def post_json_locally(
+    url: str, body: bytes, api_key: str | None, region: str, timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> HttpAnswer:
+    """:func:`post_json` to local mode's API: with its key, or, under IAM auth (no key), signed for
+    ``region`` with the emulator's credentials, the only ones its gateway accepts."""
+    if api_key:
+        return post_json(url, body, api_key, timeout)
+    return post_json(url, body, None, timeout, sign_region=region, credentials=EMULATOR_CREDENTIALS)
+
+
+def post_to_target(
+    target: PlatformTarget,
+    url: str,
+    body: bytes,
+    api_key: str | None,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+) -> HttpAnswer:
+    """:func:`post_json` to ``target``'s API, signed as its gateway expects (see above)."""
+    if target.local:
+        return post_json_locally(url, body, api_key, target.region, timeout)
+    return post_json(url, body, api_key, timeout)
+
+
+def sigv4_headers(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    region: str,
+    *,
+    credentials: AccessKeyPair | None = None,
+    method: str = "POST",
+) -> dict[str, str]:
+    """``headers`` plus the SigV4 signature API Gateway's IAM auth checks (service ``execute-api``),
+    made with ``credentials`` or, without them, the caller's AWS credentials."""
     from botocore.auth import SigV4Auth  # noqa: PLC0415
     from botocore.awsrequest import AWSRequest  # noqa: PLC0415
+    from botocore.credentials import ReadOnlyCredentials  # noqa: PLC0415
     from botocore.session import Session  # noqa: PLC0415
 
-    credentials = Session().get_credentials()
-    if credentials is None:
-        raise CommandError("the API uses IAM auth and no AWS credentials were found to sign the request")
-    request = AWSRequest(method="POST", url=url, data=body, headers=headers)
-    SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
+    if credentials is not None:
+        signing = ReadOnlyCredentials(credentials.access_key_id, credentials.secret_access_key, None)
+    else:
+        found = Session().get_credentials()
+        if found is None:
+            raise CommandError("the API uses IAM auth and no AWS credentials were found to sign the request")
+        signing = found.get_frozen_credentials()
+    request = AWSRequest(method=method, url=url, data=body, headers=headers)
+    SigV4Auth(signing, "execute-api", region).add_auth(request)
     return dict(request.headers.items())
 
 
@@ -133,7 +176,7 @@ def _invoke(args: argparse.Namespace) -> int:
         body = _request_body(args)
         target = resolve_target(args)
         url, key = api_endpoint(target)
-        answer = post_json(predict_url(url), body, key, timeout=args.timeout)
+        answer = post_to_target(target, predict_url(url), body, key, timeout=args.timeout)
         if not answer.ok:
             print(f"mlctl invoke: HTTP {answer.status}: {_one_line(answer.body)}", file=sys.stderr)
             return EXIT_FAILED

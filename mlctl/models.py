@@ -1,10 +1,10 @@
 """``mlctl models``: the stack's model registry (list, show, approve, reject) and rollbacks.
 
 ``rollback`` finds the version the endpoint serves now, rejects it with the reason, and deploys
-an older approved version through the deployer's own path: on AWS by invoking the deployer Lambda
-with the EventBridge event it normally receives, in local mode by calling
-``handlers.deployer.handler.deploy_model_version`` directly. Either way the same gate (the target must be
-Approved now) and the same blue/green update apply; ``mlctl deploy wait`` then checks it landed.
+an older approved version through the deployer's own path: it invokes the deployer Lambda with the
+EventBridge event it normally receives (in local mode the emulator runs the same handler with its
+declared environment). The same gate (the target must be Approved now) and the same blue/green
+update apply; ``mlctl deploy wait`` then checks it landed.
 
 ``approve`` runs the champion gate first (``handlers.registry.champion``): the version is compared with the
 one the endpoint serves on the held-out metrics both recorded at registration, with the stack's
@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import uuid
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from handlers.common.contracts import DEFAULT_PROMOTION_MARGIN
+from handlers.common.contracts import DEFAULT_PROMOTION_MARGIN, TARGET_VARIANT_KEY
 from handlers.deployer.gate import UnknownServedVersionError, served_version
+from handlers.deployer.plan import approval_event
 from handlers.registry import champion
 from handlers.registry.client import APPROVAL_STATUSES, APPROVED, ModelRegistry, ModelVersion
 from infra.stack_config import StackConfigError, UnknownStackError, load_stack_config
@@ -40,7 +39,6 @@ from mlctl.targets import (
     run_guarded,
 )
 
-MODEL_PACKAGE_EVENT = "SageMaker Model Package State Change"  # what the deployer's rule matches
 MAX_METRICS_LISTED = 3
 LAMBDA_MAX_SECONDS = 900  # a listing stays one line per version
 
@@ -70,6 +68,11 @@ def add_models_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     approve.add_argument(
         "--skip-champion-gate", action="store_true", help="approve without comparing with the served version"
+    )
+    approve.add_argument(
+        "--variant",
+        metavar="NAME",
+        help="the production variant it replaces (default: the first); the others keep their versions",
     )
     approve.set_defaults(handler=_approve)
 
@@ -140,7 +143,8 @@ def _approve(args: argparse.Namespace) -> int:
                 raise CommandError(
                     f"version {args.version} was rejected by the champion gate: {decision.reason}"
                 )
-        version = registry.approve(arn, args.reason)
+        metadata = {TARGET_VARIANT_KEY: _variant(target, args.variant)} if args.variant else None
+        version = registry.approve(arn, args.reason, metadata)
         print(f"approved {version.label}" + (f": {version.approval_description}" if args.reason else ""))
         return EXIT_OK
 
@@ -174,6 +178,19 @@ def _served_or_latest_approved(
         approved = [v for v in registry.list_versions(_group(target), status=APPROVED) if v.arn != exclude]
         serving = approved[0] if approved else None
     return serving
+
+
+def _variant(target: PlatformTarget, name: str) -> str:
+    """``name`` if the stack's endpoint has that variant (checked where the stack file is here)."""
+    try:
+        variants = [variant.name for variant in load_stack_config(target.stack).serving.variants]
+    except (StackConfigError, UnknownStackError, OSError):  # the deployer checks it then
+        return name
+    if name not in variants:
+        raise CommandError(
+            f"--variant {name}: the {target.stack} endpoint has variants {', '.join(variants)}"
+        )
+    return name
 
 
 def _margin(target: PlatformTarget, explicit: float | None) -> float:
@@ -212,11 +229,9 @@ def _rollback(args: argparse.Namespace) -> int:
         registry.require_approved(chosen)
         rejected = registry.reject(current.arn, args.reason)
         print(f"rejected {rejected.label}: {rejected.approval_description}")
-        result = (
-            _deploy_locally(target, sagemaker, chosen)
-            if target.deployer_env is not None
-            else _invoke_deployer(target, chosen)
-        )
+        # The deployer Lambda itself, with the approval event it gets from the registry (locally,
+        # the emulator runs its handler with its declared environment).
+        result = _invoke_deployer(target, chosen)
         status = str(result.get("status"))
         if status not in ("created", "updated", "in-progress", "unchanged"):
             raise CommandError(
@@ -267,24 +282,14 @@ def _rollback_target(
 
 def model_package_event(version: ModelVersion, region: str) -> dict[str, Any]:
     """The EventBridge event SageMaker sends when ``version`` is approved (what the deployer accepts)."""
-    account = version.arn.split(":")[4] if version.arn.count(":") >= 5 else ""
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": MODEL_PACKAGE_EVENT,
-        "source": "aws.sagemaker",
-        "account": account,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": region,
-        "resources": [version.arn],
-        "detail": {
-            "ModelPackageGroupName": version.group,
-            "ModelPackageVersion": version.version,
-            "ModelPackageArn": version.arn,
-            "ModelApprovalStatus": version.status,
-            "ModelPackageStatus": version.package_status or "Completed",
-        },
-    }
+    return approval_event(
+        group=version.group,
+        version=version.version,
+        arn=version.arn,
+        region=region,
+        status=version.status,
+        time=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
 
 
 def _invoke_deployer(target: PlatformTarget, version: ModelVersion) -> dict[str, Any]:
@@ -307,16 +312,6 @@ def _invoke_deployer(target: PlatformTarget, version: ModelVersion) -> dict[str,
     if not isinstance(answer, dict):
         raise CommandError(f"the deployer {function} answered {answer!r}")
     return answer
-
-
-def _deploy_locally(target: PlatformTarget, sagemaker: Any, version: ModelVersion) -> dict[str, Any]:
-    # Imported here: the deployer brings Powertools, which only local-mode rollbacks need.
-    from handlers.deployer.handler import deploy_model_version  # noqa: PLC0415
-    from handlers.deployer.settings import DeploySettings  # noqa: PLC0415
-
-    settings = DeploySettings.from_env({"AWS_REGION": target.region, **(target.deployer_env or {})})
-    started = deploy_model_version(sagemaker, settings, version.arn)
-    return {"status": started.action, **asdict(started)}
 
 
 # --- rendering -------------------------------------------------------------------------------------------

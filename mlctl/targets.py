@@ -5,7 +5,8 @@ options (:func:`add_target_arguments`) and resolves them once (:func:`resolve_ta
 
 1. ``--local``: the local state file (``.mlctl-local/state.json`` under the repository root, or
    ``--state-file``), written by local mode, with the keys ``stack``, ``region``,
-   ``aws_endpoint_url``, ``api_url``, ``api_key``, ``outputs`` and ``deployer_env``;
+   ``aws_endpoint_url``, ``api_url``, ``api_key`` (null when the stack's API uses IAM auth),
+   ``outputs`` and ``deployer_env``;
 2. ``--outputs-file PATH``: what ``pulumi stack output --json --show-secrets`` printed;
 3. otherwise ``pulumi stack output --json --show-secrets --stack <stack>``, run here.
 
@@ -30,6 +31,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from emulator.isolation import EMULATOR_CREDENTIALS
+from handlers.common.aws_clients import profile_free_session
 from handlers.common.errors import HandlerError
 from mlctl.local.state import DEFAULT_STATE_DIR, PROJECT_ROOT, STATE_FILE
 
@@ -43,13 +46,16 @@ LOCAL_STATE_KEYS: dict[str, type | tuple[type, ...]] = {
     "region": str,
     "aws_endpoint_url": str,
     "api_url": str,
-    "api_key": str,
+    "api_key": (str, type(None)),  # None: IAM auth, requests are signed instead
     "outputs": dict,
     "deployer_env": dict,
 }
 PULUMI_TIMEOUT_SECONDS = 120
-# Local mode's emulators accept any key; boto3 only needs one to sign requests.
-LOCAL_DUMMY_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+# moto accepts any key; boto3 only needs one to sign requests, so it signs with the emulator's own.
+LOCAL_DUMMY_CREDENTIALS = {
+    "aws_access_key_id": EMULATOR_CREDENTIALS.access_key_id,
+    "aws_secret_access_key": EMULATOR_CREDENTIALS.secret_access_key,
+}
 
 
 class CommandError(Exception):
@@ -223,9 +229,12 @@ def client(target: PlatformTarget, service: str, config: Config | None = None) -
     if config is not None:
         kwargs["config"] = config
     if target.aws_endpoint_url:
-        kwargs["endpoint_url"] = target.aws_endpoint_url
-        if boto3.Session().get_credentials() is None:
-            kwargs.update(LOCAL_DUMMY_CREDENTIALS)
+        # The emulator's own credentials, never the user's: nothing of theirs goes to a local process,
+        # and a missing AWS_PROFILE does not break a local command.
+        session = boto3.session.Session(botocore_session=profile_free_session())
+        return session.client(  # type: ignore[call-overload]
+            service, endpoint_url=target.aws_endpoint_url, **LOCAL_DUMMY_CREDENTIALS, **kwargs
+        )
     return boto3.client(service, **kwargs)  # type: ignore[call-overload]
 
 
@@ -277,6 +286,6 @@ def _read_json(path: Path, missing: str) -> Any:
 
 
 def _type_name(kind: type | tuple[type, ...]) -> str:
-    names: dict[type, str] = {str: "string", dict: "JSON object"}
+    names: dict[type, str] = {str: "string", dict: "JSON object", type(None): "null"}
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(names.get(k, k.__name__) for k in kinds)

@@ -28,6 +28,9 @@ DATASET_VERSION_KEY = "dataset-version"  # the dataset's content hash, from eval
 TRIGGER_DATASET_VERSION_KEY = "trigger-dataset-version"  # the execution's DatasetVersion parameter
 TRAINING_JOB_KEY = "training-job"
 CODE_VERSION_KEY = "code-version"
+# Set at approval (``mlctl models approve --variant``): the production variant the version replaces;
+# unset, the first variant. The endpoint's other variants keep their versions and weights.
+TARGET_VARIANT_KEY = "target-variant"
 
 # --- evaluation metrics: which way is better -------------------------------------------------------
 HIGHER_IS_BETTER = frozenset(

@@ -1,8 +1,7 @@
 """The one base class of the handlers' domain errors, and the errors every package shares.
 
 Each package adds its own subclasses in its ``errors`` module. The classes say what went wrong,
-not how to answer it: ``handlers.api.error_responses`` turns them into HTTP statuses, the batch
-handler into quarantine reasons.
+not how to answer it: ``handlers.api.error_responses`` turns them into HTTP statuses.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The input contract of the deployed model: which kind it is and what one instance looks like.
 
 One JSON document (``MODEL_INPUT_SCHEMA`` inline, or ``MODEL_INPUT_SCHEMA_URI``) builds the pydantic
-model of one instance, so the API and batch preprocessing apply the same checks, and turns a
+model of one instance, so every request is checked against the served model's contract, and turns a
 validated instance into what the endpoint takes. The format: docs/artifacts.md.
 """
 
@@ -44,6 +44,8 @@ class _SchemaBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     max_batch_size: int = Field(default=100, ge=1, le=1000)
+    # Read by nothing since batch preprocessing was removed; still accepted (extra keys are refused)
+    # so a published schema document that names it keeps the API serving.
     label_field: str = Field(default="label", min_length=1)
 
 
@@ -131,12 +133,6 @@ class TabularInputSchema(_SchemaBase):
         if self.means is None or self.stds is None:
             return values
         return [(v - m) / s for v, m, s in zip(values, self.means, self.stds, strict=True)]
-
-    def coerce_csv_cells(self, row: dict[str, Any]) -> dict[str, Any]:
-        """CSV cells are strings; numbers become floats (non-finite ones are rejected later)."""
-        return {
-            key: _maybe_float(value) if key in self.feature_names else value for key, value in row.items()
-        }
 
 
 class ImageInputSchema(_SchemaBase):
@@ -277,15 +273,6 @@ def field_path(loc: tuple[str | int, ...]) -> str:
 def _problem_text(message: str) -> str:
     # pydantic prefixes the messages of our own validators with "Value error, ".
     return message.removeprefix("Value error, ")
-
-
-def _maybe_float(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        return value
 
 
 def _default_s3_client() -> S3Client:

@@ -40,7 +40,9 @@ from handlers.deployer.plan import (
     build_endpoint_config_request,
     build_model_request,
     model_tags,
+    target_variant,
 )
+from handlers.deployer.scaling import apply_autoscaling, release_autoscaling
 from handlers.deployer.serving_files import ServingFilesError, publish_serving_files
 from handlers.deployer.settings import DeploySettings
 from handlers.deployer.verify import (
@@ -75,6 +77,7 @@ def _new_client() -> SageMakerClient:
 
 sagemaker_client: LazyClient[SageMakerClient] = LazyClient(_new_client)
 s3_client: LazyClient[Any] = LazyClient(lambda: botocore_client("s3"))
+autoscaling_client: LazyClient[Any] = LazyClient(lambda: botocore_client("application-autoscaling"))
 
 
 @cache
@@ -137,6 +140,7 @@ class DeploymentStarted:
     model_name: str
     model_package_arn: str
     model_version: int
+    variant: str
     previous_config: str | None
     deployment_config: dict[str, Any] | None
 
@@ -167,9 +171,13 @@ def deploy_model_version(
         raise ChampionGateRefusedError(
             f"model version {model.label}: champion gate {decision.reason}", model.arn
         )
+    variant = target_variant(config, model)
+    live = _live_variants(client, state)
     model_request = build_model_request(config, model)
     _create_once(lambda: client.create_model(**model_request), "model", model_request["ModelName"])
-    config_request = build_endpoint_config_request(config, model_request["ModelName"], model)
+    config_request = build_endpoint_config_request(
+        config, model_request["ModelName"], model, {name: v.model_name for name, v in live.items()}
+    )
     config_name = config_request["EndpointConfigName"]
     _create_once(lambda: client.create_endpoint_config(**config_request), "endpoint config", config_name)
 
@@ -185,7 +193,7 @@ def deploy_model_version(
         )
         action = "created"
     else:
-        action, deployment_config = _update_endpoint(client, config, state, config_name)
+        action, deployment_config = _update_endpoint(client, config, state, config_name, live)
         if state.arn:
             _endpoint_call(
                 lambda: client.add_tags(
@@ -201,6 +209,7 @@ def deploy_model_version(
         model_name=model_request["ModelName"],
         model_package_arn=model.arn,
         model_version=model.version,
+        variant=variant,
         previous_config=state.config_name if state else None,
         deployment_config=deployment_config,
     )
@@ -208,8 +217,40 @@ def deploy_model_version(
     return started
 
 
+@dataclass(frozen=True)
+class LiveVariant:
+    """What a variant of the live endpoint config serves, on what."""
+
+    model_name: str
+    instance_type: str | None
+
+
+def _live_variants(client: SageMakerClient, state: EndpointState | None) -> dict[str, LiveVariant]:
+    """Variant name -> what it serves now (the live config); {} before the first deployment."""
+    if state is None or not state.config_name:
+        return {}
+    try:
+        described = client.describe_endpoint_config(EndpointConfigName=state.config_name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ValidationException":
+            raise DeploymentError(
+                f"reading the live endpoint config {state.config_name} failed: {exc}"
+            ) from exc
+        # Deleted by hand: nothing to keep, every variant gets the new version.
+        logger.warning("the live endpoint config is gone", extra={"config": state.config_name})
+        return {}
+    return {
+        str(v["VariantName"]): LiveVariant(str(v["ModelName"]), v.get("InstanceType"))
+        for v in described.get("ProductionVariants", [])
+    }
+
+
 def _update_endpoint(
-    client: SageMakerClient, config: DeploySettings, state: EndpointState, config_name: str
+    client: SageMakerClient,
+    config: DeploySettings,
+    state: EndpointState,
+    config_name: str,
+    live: dict[str, LiveVariant],
 ) -> tuple[str, dict[str, Any] | None]:
     if state.status == IN_SERVICE and state.config_name == config_name:
         return "unchanged", None
@@ -222,14 +263,24 @@ def _update_endpoint(
             "once it is InService"
         )
     deployment_config = build_deployment_config(config.policy)
-    # Keep the live instance count and weight (autoscaling may have moved them); only possible
-    # while the variant names match, which is why they never change.
-    retain = config.retain_variant_properties and state.variant_names == (config.variant_name,)
+    # Keep the live instance counts and weights (autoscaling or an A/B test moved them); only
+    # possible while the variant names match, which is why they never change.
+    retain = config.retain_variant_properties and set(state.variant_names) == set(config.variant_names)
     if config.retain_variant_properties and not retain:
         logger.warning(
             "variant names differ; the new config's counts and weights apply",
-            extra={"live_variants": list(state.variant_names), "variant": config.variant_name},
+            extra={"live_variants": list(state.variant_names), "variants": list(config.variant_names)},
         )
+    # SageMaker refuses to change the instance type of a scalable variant, or to drop one:
+    # those targets go first, and every variant's scaling is applied again once verified.
+    changed = [
+        name
+        for name, variant in live.items()
+        if name not in config.variant_names or variant.instance_type != config.instance_type
+    ]
+    if changed:
+        released = release_autoscaling(autoscaling_client.get(), state.endpoint, changed)
+        logger.info("autoscaling released before the update", extra={"resources": released})
     _endpoint_call(
         lambda: client.update_endpoint(
             EndpointName=state.endpoint,
@@ -307,10 +358,13 @@ def verify_endpoint_event(
         raise
     if verified is None:
         return {**result, "status": "in-progress"}
+    # Scaling first: if it fails, the Lambda's retry verifies (and scales) again, as nothing is
+    # marked verified yet. Every variant the endpoint has now is scaled, after every rollout.
+    scaled = apply_autoscaling(autoscaling_client.get(), config, state.variant_names)
     record_success(verified)
     published = publish_for_endpoint(client, config, tags)
     _mark_verified(client, state.arn, f"{SUCCEEDED}:{expected}")
-    return {**result, "status": SUCCEEDED, "published": published}
+    return {**result, "status": SUCCEEDED, "published": published, "autoscaling": scaled}
 
 
 def publish_for_endpoint(

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from handlers.common.contracts import TARGET_VARIANT_KEY
 from handlers.common.errors import ConfigurationError
 from handlers.common.instance_types import has_instance_storage
 from handlers.deployer.settings import (
@@ -122,18 +123,45 @@ def build_model_request(settings: DeploySettings, model: ModelVersion) -> dict[s
     }
 
 
+def target_variant(settings: DeploySettings, model: ModelVersion) -> str:
+    """The variant ``model`` replaces: the one it names at approval, else the first one."""
+    named = model.customer_metadata.get(TARGET_VARIANT_KEY)
+    if named is None:
+        return settings.default_variant
+    if named not in settings.variant_names:
+        raise ConfigurationError(
+            f"model version {model.label} names variant {named!r}; this endpoint's variants are "
+            + ", ".join(settings.variant_names)
+        )
+    return named
+
+
 def build_endpoint_config_request(
-    settings: DeploySettings, model_name: str, model: ModelVersion
+    settings: DeploySettings,
+    model_name: str,
+    model: ModelVersion,
+    live_models: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """CreateEndpointConfig: one variant with the stable name, KMS, and data capture to the data lake."""
-    variant = {
-        "VariantName": settings.variant_name,  # stable across updates: alarms and autoscaling name it
-        "ModelName": model_name,
-        "InstanceType": settings.instance_type,
-        "InitialInstanceCount": settings.initial_instance_count,
-        "InitialVariantWeight": 1.0,
-    }
-    content: dict[str, Any] = {"ProductionVariants": [variant]}
+    """CreateEndpointConfig: every configured variant, KMS, and data capture to the data lake.
+
+    The target variant (:func:`target_variant`) serves ``model_name``; every other variant keeps
+    the model it serves now (``live_models``: variant name -> model name, from the live config), so
+    an A/B test survives a rollout. A variant with nothing live yet (the first deployment, a newly
+    configured variant) serves the new model too.
+    """
+    target = target_variant(settings, model)
+    live = dict(live_models or {})
+    variants = [
+        {
+            "VariantName": variant.name,  # stable across updates: alarms and autoscaling name it
+            "ModelName": model_name if variant.name == target else live.get(variant.name, model_name),
+            "InstanceType": settings.instance_type,
+            "InitialInstanceCount": settings.initial_instance_count,
+            "InitialVariantWeight": variant.weight,
+        }
+        for variant in settings.variants
+    ]
+    content: dict[str, Any] = {"ProductionVariants": variants}
     if not has_instance_storage(settings.instance_type):
         content["KmsKeyId"] = settings.kms_key_arn
     if settings.data_capture_percent > 0 and settings.data_capture_uri:
@@ -164,6 +192,31 @@ def model_tags(model: ModelVersion) -> list[TagTypeDef]:
 
 
 # --- the EventBridge rules that invoke the deployer -------------------------------------------------
+
+
+def approval_event(
+    *, group: str, version: int, arn: str, region: str, status: str = "Approved", time: str = ""
+) -> dict[str, Any]:
+    """The EventBridge event SageMaker sends when a version's approval changes (what the deployer
+    accepts); ``mlctl models rollback`` and the program's first deployment send it themselves."""
+    account = arn.split(":")[4] if arn.count(":") >= 5 else ""
+    return {
+        "version": "0",
+        "id": hashlib.sha256(f"{arn}:{status}:{time}".encode()).hexdigest()[:32],
+        "detail-type": MODEL_PACKAGE_EVENT,
+        "source": "aws.sagemaker",
+        "account": account,
+        "time": time,
+        "region": region,
+        "resources": [arn],
+        "detail": {
+            "ModelPackageGroupName": group,
+            "ModelPackageVersion": version,
+            "ModelPackageArn": arn,
+            "ModelApprovalStatus": status,
+            "ModelPackageStatus": "Completed",
+        },
+    }
 
 
 def approval_event_pattern(group: str) -> dict[str, Any]:

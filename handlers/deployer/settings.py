@@ -23,7 +23,7 @@ ENV_GROUP = "MODEL_PACKAGE_GROUP"
 ENV_ENDPOINT = "ENDPOINT_NAME"
 ENV_ROLE = "SAGEMAKER_EXECUTION_ROLE_ARN"
 ENV_KMS = "KMS_KEY_ARN"
-ENV_VARIANT = "VARIANT_NAME"
+ENV_VARIANTS = "PRODUCTION_VARIANTS"  # JSON: [{"name": "a", "weight": 1.0}, ...]
 ENV_INSTANCE_TYPE = "INSTANCE_TYPE"
 ENV_INSTANCE_COUNT = "INITIAL_INSTANCE_COUNT"
 ENV_CAPTURE_URI = "DATA_CAPTURE_S3_URI"
@@ -40,6 +40,13 @@ ENV_RETAIN = "RETAIN_VARIANT_PROPERTIES"
 ENV_REGION = "AWS_REGION"  # set by the Lambda runtime
 ENV_SERVING_FILES = "SERVING_FILES_S3_URI"  # where a verified version's input schema/baseline go
 ENV_MARGIN = "PROMOTION_MARGIN"  # the champion gate's margin for versions approved without it
+# Application Auto Scaling, which the deployer owns with the endpoint (handlers/deployer/scaling.py).
+ENV_MIN_INSTANCES = "MIN_INSTANCES"
+ENV_MAX_INSTANCES = "MAX_INSTANCES"
+ENV_TARGET_INVOCATIONS = "TARGET_INVOCATIONS_PER_INSTANCE"
+ENV_SCALE_IN_COOLDOWN = "SCALE_IN_COOLDOWN_SECONDS"
+ENV_SCALE_OUT_COOLDOWN = "SCALE_OUT_COOLDOWN_SECONDS"
+ENV_OFF_HOURS = "OFF_HOURS"  # JSON: {"scaleDown", "scaleUp", "timezone", "instances"}; unset: none
 
 ALL_AT_ONCE, CANARY, LINEAR = "all-at-once", "canary", "linear"
 STRATEGIES = (ALL_AT_ONCE, CANARY, LINEAR)
@@ -73,6 +80,36 @@ class DeploymentPolicy:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A production variant: its stable name (alarms and autoscaling name it) and its traffic weight."""
+
+    name: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class OffHours:
+    """Non-prod: pin every variant to ``instances`` from ``scale_down`` until ``scale_up`` (cron)."""
+
+    scale_down: str
+    scale_up: str
+    timezone: str = "UTC"
+    instances: int = 1
+
+
+@dataclass(frozen=True)
+class ScalingSettings:
+    """Target tracking on invocations per instance, within bounds, for every variant."""
+
+    min_instances: int = 1
+    max_instances: int = 2
+    target_invocations: int = 100
+    scale_in_cooldown_seconds: int = 300
+    scale_out_cooldown_seconds: int = 60
+    off_hours: OffHours | None = None
+
+
+@dataclass(frozen=True)
 class DeploySettings:
     """Everything a deployment needs besides the model version (normally from the environment)."""
 
@@ -81,7 +118,7 @@ class DeploySettings:
     execution_role_arn: str
     kms_key_arn: str
     region: str
-    variant_name: str = "primary"
+    variants: tuple[Variant, ...] = (Variant("primary"),)
     instance_type: str = DEFAULT_INSTANCE_TYPE
     initial_instance_count: int = 1
     data_capture_uri: str | None = None
@@ -91,6 +128,16 @@ class DeploySettings:
     retain_variant_properties: bool = True
     serving_files_uri: str | None = None  # None: nothing is published after a deployment
     promotion_margin: float = DEFAULT_PROMOTION_MARGIN
+    scaling: ScalingSettings = ScalingSettings()
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        return tuple(variant.name for variant in self.variants)
+
+    @property
+    def default_variant(self) -> str:
+        """The variant a version goes to unless it names another (the first one)."""
+        return self.variants[0].name
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DeploySettings:
@@ -113,7 +160,7 @@ class DeploySettings:
             execution_role_arn=_required(env, ENV_ROLE),
             kms_key_arn=_required(env, ENV_KMS),
             region=_required(env, ENV_REGION),
-            variant_name=_text(env, ENV_VARIANT, "primary"),
+            variants=_variants(env.get(ENV_VARIANTS, "")),
             instance_type=_text(env, ENV_INSTANCE_TYPE, DEFAULT_INSTANCE_TYPE),
             initial_instance_count=_integer(env, ENV_INSTANCE_COUNT, 1),
             data_capture_uri=env.get(ENV_CAPTURE_URI) or None,
@@ -123,6 +170,7 @@ class DeploySettings:
             retain_variant_properties=_boolean(env, ENV_RETAIN, default=True),
             serving_files_uri=env.get(ENV_SERVING_FILES) or None,
             promotion_margin=_number(env, ENV_MARGIN, DEFAULT_PROMOTION_MARGIN),
+            scaling=_scaling(env),
         )
         settings.check()
         return settings
@@ -136,8 +184,13 @@ class DeploySettings:
 
 def _setting_problems(settings: DeploySettings) -> list[str]:
     problems = []
-    if not _NAME_PATTERN.match(settings.variant_name):
-        problems.append(f"{ENV_VARIANT}={settings.variant_name!r} is not a valid variant name")
+    for name in settings.variant_names:
+        if not _NAME_PATTERN.match(name):
+            problems.append(f"{ENV_VARIANTS}: {name!r} is not a valid variant name")
+    if len(set(settings.variant_names)) != len(settings.variant_names):
+        problems.append(f"{ENV_VARIANTS}: variant names must be unique")
+    if any(not (variant.weight > 0 and math.isfinite(variant.weight)) for variant in settings.variants):
+        problems.append(f"{ENV_VARIANTS}: every weight must be > 0")
     if settings.initial_instance_count < 1:
         problems.append(f"{ENV_INSTANCE_COUNT} must be >= 1")
     if not 0 <= settings.data_capture_percent <= 100:
@@ -147,8 +200,24 @@ def _setting_problems(settings: DeploySettings) -> list[str]:
     if not 0 <= settings.promotion_margin <= 1:
         problems.append(f"{ENV_MARGIN} must be 0..1")
     problems.extend(_policy_problems(settings.policy))
+    problems.extend(_scaling_problems(settings))
     if settings.stage == PROD:
         problems.extend(_prod_problems(settings))
+    return problems
+
+
+def _scaling_problems(settings: DeploySettings) -> list[str]:
+    scaling, problems = settings.scaling, []
+    if not 1 <= scaling.min_instances <= scaling.max_instances:
+        problems.append(f"need 1 <= {ENV_MIN_INSTANCES} <= {ENV_MAX_INSTANCES}")
+    if not scaling.min_instances <= settings.initial_instance_count <= scaling.max_instances:
+        problems.append(f"{ENV_INSTANCE_COUNT} must lie within {ENV_MIN_INSTANCES}..{ENV_MAX_INSTANCES}")
+    if scaling.target_invocations < 1:
+        problems.append(f"{ENV_TARGET_INVOCATIONS} must be >= 1")
+    if min(scaling.scale_in_cooldown_seconds, scaling.scale_out_cooldown_seconds) < 0:
+        problems.append(f"{ENV_SCALE_IN_COOLDOWN} and {ENV_SCALE_OUT_COOLDOWN} must be >= 0")
+    if scaling.off_hours is not None and not 1 <= scaling.off_hours.instances <= scaling.max_instances:
+        problems.append(f"{ENV_OFF_HOURS}: instances must be 1..{ENV_MAX_INSTANCES}")
     return problems
 
 
@@ -182,6 +251,10 @@ def _prod_problems(settings: DeploySettings) -> list[str]:
     policy, problems = settings.policy, []
     if settings.initial_instance_count < PROD_MIN_INSTANCES:
         problems.append(f"prod endpoints need {ENV_INSTANCE_COUNT} >= {PROD_MIN_INSTANCES}")
+    if settings.scaling.min_instances < PROD_MIN_INSTANCES:
+        problems.append(f"prod endpoints need {ENV_MIN_INSTANCES} >= {PROD_MIN_INSTANCES}")
+    if settings.scaling.off_hours is not None:
+        problems.append(f"prod keeps its capacity around the clock: no {ENV_OFF_HOURS}")
     if policy.strategy == ALL_AT_ONCE:
         problems.append("prod deploys blue/green with traffic shifting: 'canary' or 'linear'")
     if policy.baking_seconds < PROD_MIN_BAKING_SECONDS:
@@ -290,3 +363,58 @@ def _names(raw: str) -> tuple[str, ...]:
             raise ConfigurationError(f"{ENV_ALARMS} is not a JSON list")
         return tuple(str(v).strip() for v in values if str(v).strip())
     return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _json(env: Mapping[str, str], name: str) -> object:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        raise ConfigurationError(f"{name} is not valid JSON") from None
+
+
+def _variants(raw: str) -> tuple[Variant, ...]:
+    """``[{"name": ..., "weight": ...}, ...]``; unset: one variant named ``primary``."""
+    values = _json({ENV_VARIANTS: raw}, ENV_VARIANTS)
+    if values is None:
+        return (Variant("primary"),)
+    if not isinstance(values, list) or not values or not all(isinstance(v, dict) for v in values):
+        raise ConfigurationError(f'{ENV_VARIANTS} must be a JSON list of {{"name", "weight"}} objects')
+    try:
+        return tuple(Variant(str(v["name"]), float(v.get("weight", 1.0))) for v in values)
+    except (KeyError, TypeError, ValueError):
+        raise ConfigurationError(f"{ENV_VARIANTS}: every variant needs a name and a numeric weight") from None
+
+
+def _scaling(env: Mapping[str, str]) -> ScalingSettings:
+    initial = _integer(env, ENV_INSTANCE_COUNT, 1)
+    minimum = _integer(env, ENV_MIN_INSTANCES, initial)
+    return ScalingSettings(
+        min_instances=minimum,
+        max_instances=_integer(env, ENV_MAX_INSTANCES, max(minimum, 2)),
+        target_invocations=_integer(env, ENV_TARGET_INVOCATIONS, 100),
+        scale_in_cooldown_seconds=_integer(env, ENV_SCALE_IN_COOLDOWN, 300),
+        scale_out_cooldown_seconds=_integer(env, ENV_SCALE_OUT_COOLDOWN, 60),
+        off_hours=_off_hours(env),
+    )
+
+
+def _off_hours(env: Mapping[str, str]) -> OffHours | None:
+    value = _json(env, ENV_OFF_HOURS)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{ENV_OFF_HOURS} must be a JSON object")
+    try:
+        return OffHours(
+            scale_down=str(value["scaleDown"]),
+            scale_up=str(value["scaleUp"]),
+            timezone=str(value.get("timezone", "UTC")),
+            instances=int(value.get("instances", 1)),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise ConfigurationError(
+            f"{ENV_OFF_HOURS} needs scaleDown and scaleUp (cron) and an integer instances"
+        ) from None

@@ -182,9 +182,13 @@ class ModelRegistry:
             raise _registry_error(exc, f"model package group {group!r}", group_scope=True) from exc
         return self.describe(arn)
 
-    def approve(self, arn: str, reason: str | None = None) -> ModelVersion:
-        """Mark a version ``Approved``; ``reason`` is stored as its ``ApprovalDescription``."""
-        return self._set_status(arn, APPROVED, reason)
+    def approve(
+        self, arn: str, reason: str | None = None, metadata: Mapping[str, str] | None = None
+    ) -> ModelVersion:
+        """Mark a version ``Approved``; ``reason`` is stored as its ``ApprovalDescription``, and
+        ``metadata`` is added to its CustomerMetadataProperties in the same request (the approval
+        event then finds it, e.g. the target variant)."""
+        return self._set_status(arn, APPROVED, reason, metadata)
 
     def reject(self, arn: str, reason: str) -> ModelVersion:
         """Mark a version ``Rejected``; a non-blank ``reason`` is required and stored."""
@@ -192,14 +196,17 @@ class ModelRegistry:
             raise RegistryInputError("rejecting a model version needs a reason")
         return self._set_status(arn, REJECTED, reason)
 
-    def _set_status(self, arn: str, status: str, reason: str | None) -> ModelVersion:
+    def _set_status(
+        self, arn: str, status: str, reason: str | None, metadata: Mapping[str, str] | None = None
+    ) -> ModelVersion:
         current = self.describe(arn)
         request: dict[str, Any] = {"ModelPackageArn": current.arn, "ModelApprovalStatus": status}
         if reason:
             request["ApprovalDescription"] = reason.strip()
-        if current.customer_metadata:
-            # Sent back unchanged: some implementations (moto) replace the map on every update.
-            request["CustomerMetadataProperties"] = current.customer_metadata
+        properties = {**current.customer_metadata, **(metadata or {})}
+        if properties:
+            # Sent back whole: some implementations (moto) replace the map on every update.
+            request["CustomerMetadataProperties"] = properties
         try:
             self._client.update_model_package(**request)
         except ClientError as exc:

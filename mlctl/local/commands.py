@@ -25,17 +25,25 @@ import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emulator import processes
-from emulator.isolation import user_aws_hidden, without_user_aws
+from emulator.isolation import EMULATOR_CREDENTIALS, user_aws_hidden, without_user_aws
 from mlctl.local.state import DEFAULT_STATE_DIR, PROJECT_ROOT, LocalState, process_alive
+
+if TYPE_CHECKING:
+    from collections import Counter
+
+    from emulator.server import EmulatorConfig
+    from infra.offline import Plan
+    from infra.stack_config import ApiAuth
 
 EMULATOR_START_TIMEOUT_S = 60.0
 EMULATOR_STOP_TIMEOUT_S = 30.0
 DEFAULT_EPOCHS = 4
 API_STAGE_ENV = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_DEV": "false"}
 LOCK_FILE = "up.lock"
+API_METHOD_TYPE = "aws:apigateway/method:Method"
 
 
 class LocalError(RuntimeError):
@@ -112,24 +120,47 @@ def _up(args: argparse.Namespace) -> int:
         pipeline, endpoint = state.outputs.get("trainingPipelineName"), state.outputs.get("endpointName")
         _say(
             f"\nThe platform keeps serving ({elapsed:.0f} s). Try:\n"
-            f"  curl -s {state.api_url}/v1/health -H 'x-api-key: {state.api_key}'\n"
+            f"{_api_call_hint(state)}"
             f"  .venv/bin/mlctl models list --local\n"
             f"  .venv/bin/mlctl train --local --epochs 4  # the deployed pipeline, run by the emulator\n"
             f"  .venv/bin/mlctl local up --keep  # new data: version {len(state.versions) + 1}, blue/green\n"
             f"  .venv/bin/mlctl local down\n"
             f"Any AWS client reaches the emulated platform (no credentials of yours are used):\n"
             f"  export AWS_ENDPOINT_URL={state.aws_endpoint_url} AWS_DEFAULT_REGION={state.region}\n"
-            f"  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local\n"
+            f"  export AWS_ACCESS_KEY_ID={EMULATOR_CREDENTIALS.access_key_id}"
+            f" AWS_SECRET_ACCESS_KEY={EMULATOR_CREDENTIALS.secret_access_key}\n"
             f"  aws sagemaker list-pipeline-executions --pipeline-name {pipeline}\n"
             f"  aws sagemaker-runtime invoke-endpoint --endpoint-name {endpoint}"
             f" --content-type application/json --cli-binary-format raw-in-base64-out"
             f" --body '{{\"instances\": [[0]]}}' /dev/stdout\n"
-            f"API: {state.api_url}  key: {state.api_key}"
+            f"API: {state.api_url}  {_api_auth_line(state)}"
         )
     else:
         stop_platform(state_dir, quiet=True)
         _say(f"\nDone in {elapsed:.0f} s; everything it started is stopped (`--keep` leaves it serving).")
     return 0
+
+
+def _api_call_hint(state: LocalState) -> str:
+    """How to call the kept API: with its key, or (IAM auth) signed with the emulator's key pair."""
+    if state.api_key:
+        return f"  curl -s {state.api_url}/v1/health -H 'x-api-key: {state.api_key}'\n"
+    pair = EMULATOR_CREDENTIALS
+    return (
+        f"  curl -s {state.api_url}/v1/health --aws-sigv4 'aws:amz:{state.region}:execute-api'"
+        f" --user '{pair.access_key_id}:{pair.secret_access_key}'  # IAM auth: SigV4-signed\n"
+        f"  .venv/bin/mlctl invoke --local --file request.json  # POST /v1/predict, signed for you\n"
+    )
+
+
+def _api_auth_line(state: LocalState) -> str:
+    if state.api_key:
+        return f"key: {state.api_key}"
+    pair = EMULATOR_CREDENTIALS
+    return (
+        f"auth: IAM (SigV4, service execute-api, region {state.region}, "
+        f"key pair {pair.access_key_id}/{pair.secret_access_key})"
+    )
 
 
 def local_up(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int) -> LocalState:
@@ -187,7 +218,8 @@ def _platform_running(state_dir: Path) -> bool:
 def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int) -> LocalState:
     # The handlers' structured INFO logs would bury the steps' own lines; warnings still show.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    from handlers.deployer.settings import DeploySettings  # noqa: PLC0415
+    from emulator.invocations import INVOCATIONS_FILE  # noqa: PLC0415
+    from emulator.server import lambda_log_dir  # noqa: PLC0415
     from infra.offline import run_offline  # noqa: PLC0415
     from infra.stack_config import load_stack_config  # noqa: PLC0415
     from mlctl.local.workflow import StackNames, Workflow  # noqa: PLC0415
@@ -197,10 +229,11 @@ def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int
     plan = run_offline(stack)
     names = StackNames.from_outputs(plan.outputs)
     function_env = _function_environments(plan)
+    api_auth = planned_api_auth(plan, config.api.auth)
     _say(f"{len(plan.resources)} resources; endpoint {names.endpoint}, registry {names.group}")
 
     _step(2, "start the local AWS emulator, SageMaker Runtime and API Gateway")
-    state = _reuse_or_start(stack, state_dir, names, function_env)
+    state = _reuse_or_start(stack, state_dir, names, function_env, api_auth)
     _say(f"AWS (emulated) {state.aws_endpoint_url}; API {state.api_url}")
     if not state.applied:
         _create_resources(plan, state, names)
@@ -211,7 +244,10 @@ def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int
     run = state.runs
     # A fresh folder per attempt: a failed one never leaves files the next attempt trips over.
     work_dir = Path(tempfile.mkdtemp(prefix=f"run-{run}-", dir=_made(state_dir / "work")))
-    flow = Workflow(config, names, state.aws_endpoint_url, work_dir, _say, run=run, epochs=epochs)
+    invocations = lambda_log_dir(state_dir) / INVOCATIONS_FILE
+    flow = Workflow(
+        config, names, state.aws_endpoint_url, work_dir, _say, run=run, epochs=epochs, invocations=invocations
+    )
 
     _step(3, f"new data (run {run})")
     flow.put_raw_data()
@@ -231,15 +267,15 @@ def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int
     if manual_approval:
         _say(
             f"registered {version.label} and stopped before deploying (--manual-approval). Approve with\n"
-            f"  .venv/bin/mlctl models approve {version.version} --local --reason '...'"
+            f"  .venv/bin/mlctl models approve {version.version} --local --reason '...'\n"
+            f"and its event runs the deployer in the emulator (logs: {lambda_log_dir(state_dir)})"
         )
         return state
     flow.champion_gate(pipeline_run)
     approved = flow.approve(version)
 
-    _step(6, "deploy (the deployer's CreateEndpoint/UpdateEndpoint, then its verification)")
-    settings = DeploySettings.from_env(state.deployer_env)
-    flow.deploy(approved, settings)
+    _step(6, "deploy: the approval's event runs the deployer Lambda, the endpoint's events its verification")
+    flow.deploy(approved)
 
     _step(7, "infer over HTTP: API Gateway -> the API Lambda handler -> SageMaker Runtime -> model server")
     answers = flow.send_sample_requests(state.api_url, state.api_key, pipeline_run.dataset_dir)
@@ -260,38 +296,65 @@ def _function_environments(plan: Any) -> dict[str, dict[str, str]]:
     return environments
 
 
-def _reuse_or_start(
-    stack: str, state_dir: Path, names: Any, function_env: dict[str, dict[str, str]]
-) -> LocalState:
-    state = LocalState.read(state_dir)
-    if state is not None and process_alive(state.emulator_pid) and (state_dir / "ready.json").is_file():
-        if state.stack != stack:
-            raise LocalError(f"a local platform for stack {state.stack!r} runs; `mlctl local down` first")
-        _say("reusing the running local platform (from an earlier `up --keep`)")
-        return state
-    if state is not None or (state_dir / "emulator.json").exists():
-        stop_platform(state_dir, quiet=True)  # the remains of an earlier run
-    return _start_emulator(stack, state_dir, names, function_env)
+def planned_api_auth(plan: Plan, stack_auth: ApiAuth) -> ApiAuth:
+    """The authorization the program gives the API's methods (``AWS_IAM``: IAM, else the API key):
+    local mode serves what would be deployed. ``stack_auth`` (``api.auth``) if it plans no method."""
+    from infra.stack_config import ApiAuth  # noqa: PLC0415
+
+    planned = {str(method.inputs.get("authorization")) for method in plan.of_type(API_METHOD_TYPE)}
+    if not planned:
+        return stack_auth
+    if len(planned) > 1:  # the local gateway authorizes every method the same way
+        raise LocalError(f"the API's methods mix authorizations {sorted(planned)}; local mode serves one")
+    return ApiAuth.IAM if planned == {"AWS_IAM"} else ApiAuth.API_KEY
 
 
-def _start_emulator(
-    stack: str, state_dir: Path, names: Any, function_env: dict[str, dict[str, str]]
-) -> LocalState:
+def emulator_config(names: Any, function_env: dict[str, dict[str, str]], api_auth: ApiAuth) -> EmulatorConfig:
+    """What the emulator starts with: free ports, the API Lambda's environment and the planned API's
+    auth: a fresh API key, or none under IAM auth (requests are signed instead)."""
     from emulator.ports import free_port  # noqa: PLC0415
     from emulator.server import EmulatorConfig  # noqa: PLC0415
+    from infra.stack_config import ApiAuth  # noqa: PLC0415
 
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "logs").mkdir(exist_ok=True)
-    api_key = secrets.token_urlsafe(24)
-    emulator = EmulatorConfig(
+    return EmulatorConfig(
         region=names.region,
         moto_port=free_port(),
         runtime_port=free_port(),
         api_port=free_port(),
-        api_key=api_key,
+        api_key=None if api_auth is ApiAuth.IAM else secrets.token_urlsafe(24),
+        api_auth=api_auth,
         capture_uri=names.capture_uri,
         api_env={**function_env.get("predict-api", {}), **API_STAGE_ENV},
     )
+
+
+def _reuse_or_start(
+    stack: str, state_dir: Path, names: Any, function_env: dict[str, dict[str, str]], api_auth: ApiAuth
+) -> LocalState:
+    from infra.stack_config import ApiAuth  # noqa: PLC0415
+
+    state = LocalState.read(state_dir)
+    if state is not None and process_alive(state.emulator_pid) and (state_dir / "ready.json").is_file():
+        if state.stack != stack:
+            raise LocalError(f"a local platform for stack {state.stack!r} runs; `mlctl local down` first")
+        if (state.api_key is None) != (api_auth is ApiAuth.IAM):
+            raise LocalError(
+                f"the running local platform's API auth is not the plan's ({api_auth}); "
+                "`mlctl local down` first"
+            )
+        _say("reusing the running local platform (from an earlier `up --keep`)")
+        return state
+    if state is not None or (state_dir / "emulator.json").exists():
+        stop_platform(state_dir, quiet=True)  # the remains of an earlier run
+    return _start_emulator(stack, state_dir, names, function_env, api_auth)
+
+
+def _start_emulator(
+    stack: str, state_dir: Path, names: Any, function_env: dict[str, dict[str, str]], api_auth: ApiAuth
+) -> LocalState:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "logs").mkdir(exist_ok=True)
+    emulator = emulator_config(names, function_env, api_auth)
     emulator.write(state_dir)
     log = (state_dir / "logs" / "emulator.log").open("ab")
     ledger = state_dir / processes.LEDGER_FILE
@@ -316,7 +379,7 @@ def _start_emulator(
         region=names.region,
         aws_endpoint_url=ready["aws_endpoint_url"],
         api_url=ready["api_url"],
-        api_key=api_key,
+        api_key=emulator.api_key,
         outputs={},
         # The Lambda runtime sets AWS_REGION; the program's environment does not hold it.
         deployer_env={**function_env.get("deployer", {}), "AWS_REGION": names.region},
@@ -343,21 +406,33 @@ def _wait_ready(state_dir: Path, process: subprocess.Popen[bytes]) -> dict[str, 
 
 def _create_resources(plan: Any, state: LocalState, names: Any) -> None:
     """The plan's resources the emulator holds (``emulator.provision``): the data lake, the training
-    code, the registry group, the pipeline and the alert topic."""
+    code, the registry group, the pipeline, the alert topic, the Lambda functions with their roles,
+    the EventBridge rules, the CloudWatch alarms and dashboard, and the REST API's declaration."""
     from emulator.clients import emulator_client  # noqa: PLC0415
     from emulator.provision import LocalApplier  # noqa: PLC0415
 
     def client(service: str) -> Any:
         return emulator_client(service, state.region, state.aws_endpoint_url)
 
-    clients = {service: client(service) for service in ("s3", "kms", "sagemaker", "sns")}
+    services = ("s3", "kms", "sagemaker", "sns", "iam", "lambda", "events", "cloudwatch", "apigateway")
+    clients = {service: client(service) for service in services}
     applied = LocalApplier(clients, state.region).apply(plan)
     state.deployer_env = {k: str(applied.resolve(v)) for k, v in state.deployer_env.items()}
     state.outputs = {
         key: applied.resolve(value) for key, value in plan.outputs.items() if key not in {"apiUrl"}
     }
     state.outputs["apiUrl"] = state.api_url
-    _say(f"created {len(applied.created)} resources in the emulator ({len(applied.skipped)} not emulated)")
+    _say(
+        f"created {len(applied.created)} resources in the emulator; {_not_emulated(applied.skipped_types())}"
+    )
+
+
+def _not_emulated(types: Counter[str]) -> str:
+    """``not emulated (7): 5 cloudwatch/logGroup, 1 lambda/layerVersion, ...`` (most first)."""
+    if not types:
+        return "every resource is emulated"
+    named = ", ".join(f"{count} {kind.split(':')[1]}" for kind, count in types.most_common())
+    return f"not emulated ({sum(types.values())}): {named}"
 
 
 # --- down ----------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ class LocalState:
     region: str
     aws_endpoint_url: str
     api_url: str
-    api_key: str
+    api_key: str | None  # None: the stack's API uses IAM auth (requests are signed)
     outputs: dict[str, Any]
     deployer_env: dict[str, str]
     emulator_pid: int

@@ -7,8 +7,9 @@ deploy -> infer -> capture -> drift, against the local emulator (:mod:`emulator.
 - the names come from the Pulumi program's outputs under the mock runtime (``infra.offline``);
 - the pipeline starts and is followed with ``mlctl train``'s own calls (StartPipelineExecution,
   ListPipelineExecutionSteps); the version it registers is read back from the registry;
-- approval and deployment are ``handlers.registry`` and ``handlers.deployer`` (CreateEndpoint /
-  UpdateEndpoint, then the deployer's verification);
+- approval is ``handlers.registry``'s UpdateModelPackage, as in the console; its EventBridge event
+  runs the deployer Lambda in the emulator (CreateEndpoint / UpdateEndpoint, then its verification
+  on the endpoint's events), which the loop follows (:mod:`mlctl.local.deployer_watch`);
 - predictions go over HTTP through the local API Gateway to the real API Lambda handler;
 - the drift check is ``handlers.monitoring.handler.check_drift`` on the captured traffic.
 """
@@ -58,6 +59,7 @@ class StackNames:
     kms_key_arn: str
     capture_uri: str
     alert_topic_arn: str
+    deployer_function: str
 
     @classmethod
     def from_outputs(cls, outputs: dict[str, Any]) -> StackNames:
@@ -72,6 +74,7 @@ class StackNames:
             kms_key_arn=str(outputs["kmsKeyArn"]),
             capture_uri=str(outputs["dataCaptureUri"]),
             alert_topic_arn=str(outputs["alertTopicArn"]),
+            deployer_function=str(outputs["deployerFunctionName"]),
         )
 
 
@@ -87,7 +90,8 @@ class PipelineRun:
 
 
 class Workflow:
-    """One run of the loop (run number ``run``) against the emulator at ``aws_url``."""
+    """One run of the loop (run number ``run``) against the emulator at ``aws_url``, whose Lambda
+    runtime records its invocations in ``invocations`` (the deployer's among them)."""
 
     def __init__(
         self,
@@ -99,6 +103,7 @@ class Workflow:
         *,
         run: int,
         epochs: int,
+        invocations: Path,
     ) -> None:
         self.config = config
         self.names = names
@@ -107,6 +112,7 @@ class Workflow:
         self.say = say
         self.run = run
         self.epochs = epochs
+        self.invocations = invocations
         self.task = config.training.task
         self.s3 = self.client("s3")
         self.sagemaker = self.client("sagemaker")
@@ -264,43 +270,39 @@ class Workflow:
         return instances[:limit]
 
     def approve(self, version: Any) -> Any:
+        """UpdateModelPackage to Approved, as in the console: SageMaker's event does the rest."""
         from handlers.registry.client import ModelRegistry  # noqa: PLC0415
 
         approved = ModelRegistry(self.sagemaker).approve(version.arn, "approved by mlctl local up")
         self.say(f"approved {approved.label}")
         return approved
 
-    def deploy(self, version: Any, settings: Any) -> Any:
-        """The deployer's own calls, then its verification of the outcome."""
-        from handlers.deployer.gate import endpoint_tags  # noqa: PLC0415
-        from handlers.deployer.handler import deploy_model_version, publish_for_endpoint  # noqa: PLC0415
-        from handlers.deployer.verify import verify_deployment  # noqa: PLC0415
+    def deploy(self, version: Any) -> Any:
+        """Wait for the deployer Lambda, run by the approval's event, to deploy ``version`` and verify
+        it; its refusal or failure stops the run with its reason."""
+        from mlctl.local.deployer_watch import DeployerError, DeployerWatch  # noqa: PLC0415
 
-        started = deploy_model_version(self.sagemaker, settings, version.arn)
-        self.say(f"deployment {started.action}: {started.endpoint} -> {started.expected_config}")
-        verified = verify_deployment(
-            self.sagemaker,
-            started.endpoint,
-            started.expected_config,
-            interval_seconds=0.5,
-            timeout_seconds=DEPLOY_TIMEOUT_S,
+        watch = DeployerWatch(
+            self.sagemaker, self.s3, self.invocations, self.names.deployer_function, self.names.endpoint
         )
-        self.say(f"endpoint {verified.endpoint} InService on {verified.config_name}")
-        # As the deployer does on a verified endpoint: the served version's schema and baseline.
-        arn = self.sagemaker.describe_endpoint(EndpointName=verified.endpoint)["EndpointArn"]
-        tags = endpoint_tags(self.sagemaker, arn)
-        published = publish_for_endpoint(self.sagemaker, settings, tags, s3=self.s3)
-        if not published:
-            raise WorkflowError("the served version's input schema and baseline were not published")
-        self.say(f"published {', '.join(uri.rsplit('/', 1)[1] for uri in published)} for the API and drift")
-        return verified
+        try:
+            deployed = watch.wait(version, DEPLOY_TIMEOUT_S)
+        except DeployerError as exc:
+            raise WorkflowError(str(exc)) from None
+        self.say(
+            f"the deployer ({self.names.deployer_function}) {deployed.action} {deployed.endpoint}: "
+            f"InService on {deployed.config_name}, verified"
+        )
+        files = ", ".join(uri.rsplit("/", 1)[1] for uri in deployed.published)
+        self.say(f"published {files} for the API and drift (deployer invocations: {self.invocations})")
+        return deployed
 
     # --- traffic, capture, drift -----------------------------------------------------------------------
 
     def send_sample_requests(
-        self, api_url: str, api_key: str, dataset_dir: Path, count: int = 400
+        self, api_url: str, api_key: str | None, dataset_dir: Path, count: int = 400
     ) -> list[Any]:
-        """Real HTTP requests to the API, one instance each, from the test split."""
+        """Real HTTP requests to the API, one instance each, from the test split (signed under IAM auth)."""
         from handlers.common.input_schema import parse_input_schema  # noqa: PLC0415
 
         schema_doc = (self.work_dir / f"model-{self.run}" / "input-schema.json").read_text()
@@ -309,7 +311,8 @@ class Workflow:
         answers = []
         for features, label in records:
             instance = _api_instance(schema, features)
-            status, body = post_json(f"{api_url}/v1/predict", {"instances": [instance]}, api_key)
+            request = {"instances": [instance]}
+            status, body = post_json(f"{api_url}/v1/predict", request, api_key, self.names.region)
             if status != 200:
                 raise WorkflowError(f"the API answered {status}: {body}")
             answers.append((label, body))
@@ -422,9 +425,15 @@ def new_batch(task_name: str, path: Path, *, seed: int, share: float = 0.3) -> N
     write_records(task, moved, path)
 
 
-def post_json(url: str, document: Any, api_key: str) -> tuple[int, Any]:
-    """POST ``document`` as JSON with the API key (``mlctl invoke``'s client); (status, parsed body)."""
-    answer = invoke.post_json(url, json.dumps(document).encode(), api_key)
+def post_json(url: str, document: Any, api_key: str | None, region: str | None = None) -> tuple[int, Any]:
+    """POST ``document`` as JSON (``mlctl invoke``'s client) with the API key or, without one (IAM
+    auth), signed for ``region`` as local mode's gateway expects; (status, parsed body)."""
+    body = json.dumps(document).encode()
+    answer = (
+        invoke.post_json_locally(url, body, api_key, region)
+        if region
+        else invoke.post_json(url, body, api_key)
+    )
     try:
         return answer.status, json.loads(answer.body or "null")
     except ValueError:

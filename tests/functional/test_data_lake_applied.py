@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from botocore.exceptions import ClientError
 from emulator.provision import AppliedStack, LocalApplier
 from infra.data_lake import ACCESS_LOG_BUCKET, DATA_BUCKETS
 from infra.offline import Plan, run_offline
+from training_jobs import datasets
 
 REGION = "us-east-1"
 
@@ -22,7 +24,10 @@ def dev_plan() -> Plan:
 
 @pytest.fixture
 def applied(aws: dict[str, Any], dev_plan: Plan) -> AppliedStack:
-    return LocalApplier(aws, REGION).apply(dev_plan)
+    # The data lake's services only: the stack's own EventBridge rules would stand in the way of
+    # the rule a test puts there itself.
+    data_lake = {service: aws[service] for service in ("s3", "kms", "sagemaker", "sns")}
+    return LocalApplier(data_lake, REGION).apply(dev_plan)
 
 
 def test_every_planned_bucket_exists_under_the_programs_name(
@@ -81,23 +86,31 @@ def test_lifecycle_rules_are_accepted_as_declared(aws, dev_plan: Plan, applied: 
     assert by_id["expire-noncurrent-versions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30
 
 
-def test_new_raw_data_reaches_eventbridge(aws, dev_plan: Plan, applied: AppliedStack) -> None:
-    # GIVEN a rule on "Object Created" in the raw bucket, delivering to a queue
+def test_new_raw_data_matches_the_rule_that_starts_training(
+    aws, dev_plan: Plan, applied: AppliedStack, tmp_path: Path
+) -> None:
+    # GIVEN the training pipeline's new-data rule as the program declares it, delivering to a queue
+    # (moto cannot start a pipeline: the queue stands in for the target)
     raw = dev_plan.outputs["bucketNames"]["raw"]
     queue_url = aws["sqs"].create_queue(QueueName="raw-events")["QueueUrl"]
     queue_arn = aws["sqs"].get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
     ]["QueueArn"]
-    pattern = {"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": {"bucket": {"name": [raw]}}}
-    aws["events"].put_rule(Name="raw-object-created", EventPattern=json.dumps(pattern))
-    aws["events"].put_targets(Rule="raw-object-created", Targets=[{"Id": "queue", "Arn": queue_arn}])
-    # WHEN a file lands in raw
-    aws["s3"].put_object(Bucket=raw, Key="raw/batch-1.csv", Body=b"a,b\n1,2\n")
-    # THEN the event names the bucket and the key
-    (message,) = aws["sqs"].receive_message(QueueUrl=queue_url, WaitTimeSeconds=1)["Messages"]
-    detail = json.loads(message["Body"])["detail"]
+    rule = dev_plan.named("training-new-data").inputs
+    aws["events"].put_rule(Name=rule["name"], EventPattern=rule["eventPattern"])
+    aws["events"].put_targets(Rule=rule["name"], Targets=[{"Id": "pipeline", "Arn": queue_arn}])
+    # WHEN the platform's own raw file lands under raw/, and another object lands outside it
+    raw_file = datasets.write_raw("digits", tmp_path)
+    key = f"raw/batch-1/{raw_file.name}"
+    version = aws["s3"].put_object(Bucket=raw, Key=key, Body=raw_file.read_bytes())["VersionId"]
+    aws["s3"].put_object(Bucket=raw, Key="notes/readme.txt", Body=b"not training data")
+    # THEN exactly one event matches: the raw file's, naming the version the trigger passes on
+    # as the pipeline's DatasetVersion
+    messages = aws["sqs"].receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    (detail,) = [json.loads(message["Body"])["detail"] for message in messages]
     assert detail["bucket"]["name"] == raw
-    assert detail["object"]["key"] == "raw/batch-1.csv"
+    assert detail["object"]["key"] == key
+    assert detail["object"]["version-id"] == version
 
 
 def test_data_buckets_log_access_to_the_log_bucket(aws, dev_plan: Plan, applied: AppliedStack) -> None:

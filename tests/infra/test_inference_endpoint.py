@@ -1,4 +1,5 @@
-"""The InferenceEndpoint component: model, config, blue/green endpoint, autoscaling, rollback alarms."""
+"""Serving: the endpoint, its configs and autoscaling are the deployer's (as the program declares its
+settings); Pulumi plans the model role, the rollback alarms and the first version's hand-over."""
 
 from __future__ import annotations
 
@@ -7,9 +8,18 @@ from typing import Any
 
 import pytest
 
+from handlers.common.contracts import TARGET_VARIANT_KEY
+from handlers.deployer.plan import (
+    MODEL_PACKAGE_EVENT,
+    build_deployment_config,
+    build_endpoint_config_request,
+    build_model_request,
+)
+from handlers.deployer.scaling import scaling_requests
+from handlers.deployer.settings import DeploySettings
+from handlers.registry.client import ModelVersion
 from infra.offline import Plan, PlannedResource
-from infra.serving import deployment_config
-from infra.stack_config import DeploymentConfig, DeploymentStrategy, RollbackAlarm, read_stack_values
+from infra.stack_config import RollbackAlarm, read_stack_values
 from tests.infra.conftest import as_list, cached_plan, policy_document
 
 PACKAGE = "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlp-{stack}-models/1"
@@ -33,37 +43,94 @@ def one(plan: Plan, type_: str) -> PlannedResource:
     return resource
 
 
-def endpoint(plan: Plan) -> PlannedResource:
-    return one(plan, "aws:sagemaker/endpoint:Endpoint")
+def deployer_settings(plan: Plan) -> DeploySettings:
+    """The deployer's settings as the program declares them (the Lambda runtime adds the region)."""
+    function = plan.named("deployer-deployer")
+    variables = function.inputs["environment"]["variables"]
+    return DeploySettings.from_env({**variables, "AWS_REGION": plan.outputs["region"]})
 
 
-def endpoint_config(plan: Plan) -> PlannedResource:
-    return one(plan, "aws:sagemaker/endpointConfiguration:EndpointConfiguration")
+def version(plan: Plan, number: int = 1, **metadata: str) -> ModelVersion:
+    return ModelVersion(
+        arn=PACKAGE.format(stack=plan.stack).replace("/1", f"/{number}"),
+        group=plan.outputs["modelPackageGroupName"],
+        version=number,
+        status="Approved",
+        package_status="Completed",
+        image_uri="123456789012.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3-cpu-py311",
+        artifact_uri=f"s3://{plan.outputs['bucketNames']['artifacts']}/models/{number}/model.tar.gz",
+        customer_metadata=dict(metadata),
+    )
 
 
-def test_without_a_chosen_version_there_is_no_endpoint_yet(stack_plan: Plan) -> None:
-    # GIVEN the shipped stacks, which name no approved version yet
-    for type_ in ("endpoint:Endpoint", "endpointConfiguration:EndpointConfiguration", "model:Model"):
-        assert stack_plan.of_type(f"aws:sagemaker/{type_}") == []
-    assert stack_plan.of_type("aws:appautoscaling/target:Target") == []
-    # THEN the model role and the rollback alarms exist already (the deployer needs them)
-    assert stack_plan.named("serving-model-role")
-    assert len(stack_plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")) >= 2
+def endpoint_config(plan: Plan, model: ModelVersion | None = None, live: dict[str, str] | None = None) -> Any:
+    """The CreateEndpointConfig the deployer sends for ``model`` under the planned settings."""
+    settings = deployer_settings(plan)
+    model = model or version(plan)
+    return build_endpoint_config_request(settings, f"model-v{model.version}", model, live)
 
 
-def test_the_model_is_the_approved_package_and_runs_network_isolated(served: Plan) -> None:
-    model = one(served, "aws:sagemaker/model:Model")
-    assert model.inputs["primaryContainer"] == {"modelPackageName": PACKAGE.format(stack=served.stack)}
-    assert model.inputs["enableNetworkIsolation"] is True
-    assert model.inputs["executionRoleArn"] == served.named("serving-model-role").outputs["arn"]
+ENDPOINT_TYPES = (
+    "aws:sagemaker/endpoint:Endpoint",
+    "aws:sagemaker/endpointConfiguration:EndpointConfiguration",
+    "aws:sagemaker/model:Model",
+    "aws:appautoscaling/target:Target",
+    "aws:appautoscaling/policy:Policy",
+    "aws:appautoscaling/scheduledAction:ScheduledAction",
+)
+
+
+def test_pulumi_never_creates_the_endpoint_or_its_scaling_the_deployer_owns_them(stack_plan: Plan) -> None:
+    # GIVEN the shipped stacks, and the same stacks with a first version chosen
+    for plan in (stack_plan, with_model(stack_plan.stack)):
+        # THEN no endpoint, config, model or scaling resource is planned: one owner, no name clash
+        for type_ in ENDPOINT_TYPES:
+            assert plan.of_type(type_) == [], (plan.stack, type_)
+        # AND the model role and the rollback alarms exist already (the deployer needs them)
+        assert plan.named("serving-model-role")
+        assert len(plan.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")) >= 2
+    assert stack_plan.of_type("aws:lambda/invocation:Invocation") == []
+
+
+def test_a_chosen_first_version_is_handed_to_the_deployer_as_its_approval_event(served: Plan) -> None:
+    invocation = one(served, "aws:lambda/invocation:Invocation")
+    assert invocation.inputs["functionName"] == served.named("deployer-deployer").outputs["name"]
+    event = json.loads(invocation.inputs["input"])
+    assert event["detail-type"] == MODEL_PACKAGE_EVENT and event["source"] == "aws.sagemaker"
+    assert event["detail"] == {
+        "ModelPackageGroupName": served.outputs["modelPackageGroupName"],
+        "ModelPackageVersion": 1,
+        "ModelPackageArn": PACKAGE.format(stack=served.stack),
+        "ModelApprovalStatus": "Approved",
+        "ModelPackageStatus": "Completed",
+    }
+    # AND the deployer's own rule would have matched it: the same path as a registry approval
+    pattern = json.loads(served.named("deployer-approved").inputs["eventPattern"])
+    assert event["detail"]["ModelPackageGroupName"] in pattern["detail"]["ModelPackageGroupName"]
+
+
+def test_a_first_version_of_another_group_is_refused_naming_the_key() -> None:
+    other = "arn:aws:sagemaker:us-east-1:123456789012:model-package/someone-elses-models/4"
+    values = read_stack_values("dev")
+    with pytest.raises(Exception, match=r"serving\.modelPackageArn.*mlp-dev-models"):
+        cached_plan(
+            "dev", {"ml-platform:serving": {**values["ml-platform:serving"], "modelPackageArn": other}}
+        )
+
+
+def test_the_deployers_model_is_the_version_and_runs_network_isolated(served: Plan) -> None:
+    settings = deployer_settings(served)
+    request = build_model_request(settings, version(served))
+    assert request["PrimaryContainer"]["ModelDataUrl"] == version(served).artifact_uri
+    assert request["EnableNetworkIsolation"] is True
+    assert request["ExecutionRoleArn"] == served.named("serving-model-role").outputs["arn"]
 
 
 def test_the_config_uses_the_configured_instances(served: Plan) -> None:
-    config = endpoint_config(served).inputs
-    (variant,) = config["productionVariants"]
+    (variant,) = endpoint_config(served)["ProductionVariants"]
     expected = {"dev": ("ml.m5.large", 1), "prod": ("ml.g4dn.xlarge", 2)}[served.stack]
-    assert (variant["instanceType"], variant["initialInstanceCount"]) == expected
-    assert variant["variantName"] == "primary"
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == expected
+    assert variant["VariantName"] == "primary"
 
 
 @pytest.mark.parametrize(("instance_type", "volume_key"), [("ml.m5.large", True), ("ml.g4dn.xlarge", False)])
@@ -71,93 +138,122 @@ def test_volumes_use_the_stack_key_unless_the_instance_has_local_nvme_storage(
     instance_type: str, volume_key: bool
 ) -> None:
     # SageMaker refuses a volume key for g4dn/g5/... (their instance store is hardware-encrypted)
-    plan = with_model("dev", instanceType=instance_type)
-    config = endpoint_config(plan).inputs
-    assert (config.get("kmsKeyArn") == plan.outputs["kmsKeyArn"]) is volume_key
-    assert config["dataCaptureConfig"]["kmsKeyId"] == plan.outputs["kmsKeyArn"]
+    plan = with_model("dev", instanceType=instance_type, gpu=instance_type.startswith("ml.g"))
+    config = endpoint_config(plan)
+    assert (config.get("KmsKeyId") == plan.outputs["kmsKeyArn"]) is volume_key
+    assert config["DataCaptureConfig"]["KmsKeyId"] == plan.outputs["kmsKeyArn"]
 
 
 def test_prod_serves_on_at_least_two_gpu_instances(prod_plan: Plan) -> None:
-    config = endpoint_config(with_model("prod")).inputs
-    assert all(v["initialInstanceCount"] >= 2 for v in config["productionVariants"])
-    assert all(v["instanceType"].startswith("ml.g") for v in config["productionVariants"])
+    variants = endpoint_config(prod_plan)["ProductionVariants"]
+    assert all(v["InitialInstanceCount"] >= 2 for v in variants)
+    assert all(v["InstanceType"].startswith("ml.g") for v in variants)
+    assert deployer_settings(prod_plan).scaling.min_instances >= 2
 
 
 def test_inputs_and_outputs_are_captured_encrypted_into_the_data_lake(served: Plan) -> None:
-    capture = endpoint_config(served).inputs["dataCaptureConfig"]
-    assert capture["enableCapture"] is True
-    assert capture["initialSamplingPercentage"] == {"dev": 100, "prod": 20}[served.stack]
+    capture = endpoint_config(served)["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True
+    assert capture["InitialSamplingPercentage"] == {"dev": 100, "prod": 20}[served.stack]
     raw = served.outputs["bucketNames"]["raw"]
-    assert capture["destinationS3Uri"] == f"s3://{raw}/capture/mlp-{served.stack}-endpoint"
-    assert capture["kmsKeyId"] == served.outputs["kmsKeyArn"]
-    assert sorted(o["captureMode"] for o in capture["captureOptions"]) == ["Input", "Output"]
+    assert capture["DestinationS3Uri"] == f"s3://{raw}/capture/mlp-{served.stack}-endpoint"
+    assert capture["KmsKeyId"] == served.outputs["kmsKeyArn"]
+    assert sorted(o["CaptureMode"] for o in capture["CaptureOptions"]) == ["Input", "Output"]
 
 
 def test_prod_deploys_canary_with_rollback_on_both_alarms(served: Plan) -> None:
-    config = endpoint(served).inputs["deploymentConfig"]
-    policy = config["blueGreenUpdatePolicy"]
-    routing = policy["trafficRoutingConfiguration"]
+    config = build_deployment_config(deployer_settings(served).policy)
+    policy = config["BlueGreenUpdatePolicy"]
+    routing = policy["TrafficRoutingConfiguration"]
     if served.stack == "prod":
-        assert routing["type"] == "CANARY"
-        assert routing["canarySize"] == {"type": "CAPACITY_PERCENT", "value": 10}
-        assert routing["waitIntervalInSeconds"] == 600
-        assert policy["terminationWaitInSeconds"] == 300
+        assert routing["Type"] == "CANARY"
+        assert routing["CanarySize"] == {"Type": "CAPACITY_PERCENT", "Value": 10}
+        assert routing["WaitIntervalInSeconds"] == 600
+        assert policy["TerminationWaitInSeconds"] == 300
     else:
-        assert routing["type"] == "ALL_AT_ONCE"
-    waits = 2 * routing["waitIntervalInSeconds"] + policy["terminationWaitInSeconds"]
-    assert policy["maximumExecutionTimeoutInSeconds"] > waits
-    alarms = [a["alarmName"] for a in config["autoRollbackConfiguration"]["alarms"]]
+        assert routing["Type"] == "ALL_AT_ONCE"
+    waits = 2 * routing["WaitIntervalInSeconds"] + policy["TerminationWaitInSeconds"]
+    assert policy["MaximumExecutionTimeoutInSeconds"] > waits
+    alarms = [a["AlarmName"] for a in config["AutoRollbackConfiguration"]["Alarms"]]
     assert alarms == served.outputs["rollbackAlarmNames"]
     assert {f"mlp-{served.stack}-endpoint-5xx-rate", f"mlp-{served.stack}-endpoint-model-latency-p99"} <= set(
         alarms
     )
 
 
-def test_the_endpoint_keeps_its_name_and_config(served: Plan) -> None:
-    assert endpoint(served).inputs["name"] == served.outputs["endpointName"]
-    assert endpoint(served).inputs["endpointConfigName"] == endpoint_config(served).outputs["name"]
-
-
 def test_autoscaling_tracks_invocations_per_instance_within_the_bounds(served: Plan) -> None:
-    target = one(served, "aws:appautoscaling/target:Target").inputs
+    requests = scaling_requests(deployer_settings(served), "primary")
     bounds = {"dev": (1, 2), "prod": (2, 8)}[served.stack]
-    assert (target["minCapacity"], target["maxCapacity"]) == bounds
-    assert target["resourceId"] == f"endpoint/mlp-{served.stack}-endpoint/variant/primary"
-    assert target["scalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
-    policy = one(served, "aws:appautoscaling/policy:Policy").inputs
-    tracking = policy["targetTrackingScalingPolicyConfiguration"]
-    assert policy["policyType"] == "TargetTrackingScaling"
-    assert (
-        tracking["predefinedMetricSpecification"]["predefinedMetricType"]
-        == "SageMakerVariantInvocationsPerInstance"
+    assert (requests.target["MinCapacity"], requests.target["MaxCapacity"]) == bounds
+    assert requests.target["ResourceId"] == f"endpoint/mlp-{served.stack}-endpoint/variant/primary"
+    assert requests.target["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
+    tracking = requests.policy["TargetTrackingScalingPolicyConfiguration"]
+    assert requests.policy["PolicyType"] == "TargetTrackingScaling"
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
+        "SageMakerVariantInvocationsPerInstance"
     )
-    assert tracking["targetValue"] == {"dev": 200, "prod": 100}[served.stack]
-    assert (tracking["scaleInCooldown"], tracking["scaleOutCooldown"]) == (300, 60)
+    assert tracking["TargetValue"] == {"dev": 200, "prod": 100}[served.stack]
+    assert (tracking["ScaleInCooldown"], tracking["ScaleOutCooldown"]) == (300, 60)
 
 
 def test_non_prod_endpoints_scale_down_off_hours_and_back_by_day(served: Plan) -> None:
-    actions = {a.name: a.inputs for a in served.of_type("aws:appautoscaling/scheduledAction:ScheduledAction")}
+    requests = scaling_requests(deployer_settings(served), "primary")
+    actions = {a["ScheduledActionName"]: a for a in requests.scheduled_actions}
     if served.stack == "prod":
         assert actions == {}  # prod keeps its capacity around the clock (config validation)
         return
-    target = one(served, "aws:appautoscaling/target:Target").inputs
-    down, up = actions["serving-primary-off-hours-down"], actions["serving-primary-off-hours-up"]
+    down = actions[f"mlp-{served.stack}-endpoint-primary-off-hours-down"]
+    up = actions[f"mlp-{served.stack}-endpoint-primary-off-hours-up"]
     for action in (down, up):
-        assert action["resourceId"] == target["resourceId"]
-        assert action["scalableDimension"] == target["scalableDimension"]
-        assert action["timezone"] == "Europe/London"
-    assert down["schedule"] == "cron(0 20 ? * MON-FRI *)"
-    assert down["scalableTargetAction"] == {"minCapacity": 1, "maxCapacity": 1}
-    assert up["schedule"] == "cron(0 7 ? * MON-FRI *)"
-    assert up["scalableTargetAction"] == {"minCapacity": 1, "maxCapacity": 2}  # the configured range
+        assert action["ResourceId"] == requests.target["ResourceId"]
+        assert action["ScalableDimension"] == requests.target["ScalableDimension"]
+        assert action["Timezone"] == "Europe/London"
+    assert down["Schedule"] == "cron(0 20 ? * MON-FRI *)"
+    assert down["ScalableTargetAction"] == {"MinCapacity": 1, "MaxCapacity": 1}
+    assert up["Schedule"] == "cron(0 7 ? * MON-FRI *)"
+    assert up["ScalableTargetAction"] == {"MinCapacity": 1, "MaxCapacity": 2}  # the configured range
 
 
-def test_ab_variants_get_their_weights_and_their_own_scaling() -> None:
+def test_ab_variants_get_their_weights_and_a_rollout_replaces_only_its_target_variant() -> None:
     plan = with_model("dev", variants=[{"name": "blue", "weight": 3}, {"name": "green", "weight": 1}])
-    variants = endpoint_config(plan).inputs["productionVariants"]
-    assert [(v["variantName"], v["initialVariantWeight"]) for v in variants] == [("blue", 3), ("green", 1)]
-    targets = sorted(t.inputs["resourceId"] for t in plan.of_type("aws:appautoscaling/target:Target"))
+    # WHEN the first version is deployed: both variants serve it, with their weights
+    first = endpoint_config(plan)["ProductionVariants"]
+    assert [(v["VariantName"], v["ModelName"], v["InitialVariantWeight"]) for v in first] == [
+        ("blue", "model-v1", 3),
+        ("green", "model-v1", 1),
+    ]
+    # WHEN version 2 names green at approval, while blue serves v1 and green serves v1
+    live = {"blue": "model-v1", "green": "model-v1"}
+    second = endpoint_config(plan, version(plan, 2, **{TARGET_VARIANT_KEY: "green"}), live)
+    assert [(v["VariantName"], v["ModelName"]) for v in second["ProductionVariants"]] == [
+        ("blue", "model-v1"),
+        ("green", "model-v2"),
+    ]
+    # AND version 3, naming no variant, replaces the first one only
+    live = {"blue": "model-v1", "green": "model-v2"}
+    third = endpoint_config(plan, version(plan, 3), live)
+    assert [(v["VariantName"], v["ModelName"]) for v in third["ProductionVariants"]] == [
+        ("blue", "model-v3"),
+        ("green", "model-v2"),
+    ]
+    # AND each variant gets its own scaling
+    settings = deployer_settings(plan)
+    targets = [scaling_requests(settings, name).target["ResourceId"] for name in settings.variant_names]
     assert targets == ["endpoint/mlp-dev-endpoint/variant/blue", "endpoint/mlp-dev-endpoint/variant/green"]
+
+
+def test_the_deployer_may_scale_the_endpoint_and_nothing_else_it_need_not(stack_plan: Plan) -> None:
+    statements = {
+        s["Sid"]: s for s in policy_document(stack_plan.named("deployer-deployer-policy"))["Statement"]
+    }
+    scaling = statements["ScaleTheEndpointsVariants"]
+    assert all(action.startswith("application-autoscaling:") for action in as_list(scaling["Action"]))
+    alarms = statements["TargetTrackingAlarms"]
+    assert as_list(alarms["Resource"]) == ["arn:aws:cloudwatch:us-east-1:123456789012:alarm:TargetTracking*"]
+    linked = statements["CreateScalingServiceLinkedRole"]
+    assert linked["Condition"] == {
+        "StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}
+    }
 
 
 def alarm_dimensions(alarm: PlannedResource) -> list[dict[str, str]]:
@@ -213,22 +309,3 @@ def test_the_alert_topic_is_encrypted_and_only_this_account_publishes(stack_plan
     statements = json.loads(stack_plan.named("alerts-topic-policy").inputs["policy"])["Statement"]
     (allow,) = [s for s in statements if s["Effect"] == "Allow"]
     assert allow["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
-
-
-@pytest.mark.parametrize(
-    ("strategy", "step", "expected_waits"),
-    [
-        (DeploymentStrategy.ALL_AT_ONCE, 10, 1),
-        (DeploymentStrategy.CANARY, 10, 2),
-        (DeploymentStrategy.LINEAR, 25, 4),
-    ],
-)
-def test_the_deployment_timeout_covers_every_wait(
-    strategy: DeploymentStrategy, step: int, expected_waits: int
-) -> None:
-    deployment = DeploymentConfig(
-        strategy=strategy, linear_step_percent=step, baking_seconds=600, termination_wait_seconds=120
-    )
-    policy = deployment_config(deployment, [])["blue_green_update_policy"]
-    assert policy["maximum_execution_timeout_in_seconds"] > expected_waits * 600 + 120
-    assert policy["maximum_execution_timeout_in_seconds"] <= 8 * 3600

@@ -31,7 +31,7 @@ def functions(plan: Plan) -> list[PlannedResource]:
 
 def test_every_function_deploys_the_one_handlers_zip_with_its_hash(plan: Plan) -> None:
     deployed = functions(plan)
-    assert len(deployed) == 4  # the API, batch preprocessing, the deployer and the drift monitor
+    assert len(deployed) == 3  # the API, the deployer and the drift monitor
     for function in deployed:
         inputs = function.inputs
         assert inputs["code"].path.endswith("build/lambda/handlers.zip")
@@ -67,6 +67,16 @@ def test_without_a_layer_arn_the_cached_layer_zip_is_published(fake_layer_cache:
     layer_arn = plan.named("api-powertools-layer").outputs["arn"]
     for function in functions(plan):
         assert function.inputs["layers"] == [layer_arn], function.name
+
+
+def test_the_layer_aliases_the_urn_it_had_under_the_api_component(plan: Plan) -> None:
+    # GIVEN the layer, first declared by the API component, now declared at the stack's root
+    layer = plan.named("api-powertools-layer")
+    old_parent = "mlplatform:index:PredictionApi"
+    old_urn = f"urn:pulumi:{plan.stack}::ml-platform::{old_parent}${layer.type}::{layer.name}"
+    # THEN it names its old URN as an alias: `pulumi up` moves its state and replaces nothing
+    assert layer.urn != old_urn
+    assert old_urn in layer.aliases
 
 
 def test_a_configured_layer_arn_is_used_and_nothing_is_built(public_layer_plan: Plan) -> None:

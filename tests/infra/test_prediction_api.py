@@ -1,4 +1,4 @@
-"""The PredictionApi component: REST API, its Lambda, batch preprocessing, roles, logs and queue.
+"""The PredictionApi component: REST API, its Lambda, roles and logs.
 
 The real program runs under the mock runtime; the powertools layer comes from the fake zip the infra
 conftest puts in a temporary layer cache, so no plan touches the package index.
@@ -63,7 +63,7 @@ def render(template: str) -> dict[str, Any]:
     return json.loads(re.sub(r"\$context\.[\w.]+", "x", text))
 
 
-FUNCTIONS = ("predict-api", "preprocess-batch")
+FUNCTIONS = ("predict-api",)
 
 
 # --- the component -----------------------------------------------------------------------------------
@@ -85,8 +85,6 @@ def test_outputs_name_the_api_and_its_parts(plan: Plan) -> None:
     assert outputs["apiStageName"] == plan.named("api-stage").inputs["stageName"] == "live"
     assert outputs["predictApiFunctionName"] == f"mlp-{plan.stack}-predict-api"
     assert outputs["predictApiFunctionArn"] == function(plan, "predict-api").outputs["arn"]
-    assert outputs["preprocessFunctionArn"] == function(plan, "preprocess-batch").outputs["arn"]
-    assert outputs["preprocessDeadLetterQueueUrl"] == plan.named("api-preprocess-dlq").id
 
 
 # --- the Lambda functions ----------------------------------------------------------------------------
@@ -110,9 +108,6 @@ def test_the_api_function_follows_the_api_config_and_stays_below_api_gateways_ti
     assert inputs["memorySize"] == api.lambda_memory_mb
     assert inputs["reservedConcurrentExecutions"] == api.reserved_concurrency
     assert inputs["handler"] == "handlers.api.handler.lambda_handler"
-    assert (
-        function(plan, "preprocess-batch").inputs["handler"] == "handlers.preprocess.handler.lambda_handler"
-    )
     for route in plan.of_type("aws:apigateway/integration:Integration"):
         assert route.inputs["timeoutMilliseconds"] == 29_000
 
@@ -130,9 +125,6 @@ def test_the_api_environment_names_the_endpoint_schema_and_limits(plan: Plan) ->
         "POWERTOOLS_METRICS_NAMESPACE": "ml-platform",
         "LOG_LEVEL": "INFO",
     }
-    batch = function(plan, "preprocess-batch").inputs["environment"]["variables"]
-    assert batch["PROCESSED_BUCKET"] == plan.outputs["bucketNames"]["processed"]
-    assert batch["MODEL_INPUT_SCHEMA_URI"] == variables["MODEL_INPUT_SCHEMA_URI"]
 
 
 def test_no_environment_variable_of_any_function_holds_a_secret(plan: Plan) -> None:
@@ -163,7 +155,7 @@ def test_each_function_logs_json_to_its_own_encrypted_retained_group(plan: Plan,
 def test_every_log_group_has_the_configured_retention_and_the_stack_key(plan: Plan) -> None:
     config = config_of(plan)
     groups = plan.of_type("aws:cloudwatch/logGroup:LogGroup")
-    assert len([g for g in groups if g.name.startswith("api-")]) == 4
+    assert len([g for g in groups if g.name.startswith("api-")]) == 3
     for group in groups:
         assert group.inputs["retentionInDays"] == config.log_retention_days, group.name
         assert group.inputs["kmsKeyId"] == plan.outputs["kmsKeyArn"], group.name
@@ -206,7 +198,7 @@ def test_the_api_reads_only_the_schema_object_and_decrypts_with_the_stack_key(pl
 
 def all_component_statements(plan: Plan) -> list[dict[str, Any]]:
     policies = [p for p in plan.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.startswith("api-")]
-    assert len(policies) == 3  # the two functions and API Gateway's logging role
+    assert len(policies) == 2  # the function and API Gateway's logging role
     return [s for policy in policies for s in policy_document(policy)["Statement"]]
 
 
@@ -234,14 +226,11 @@ def test_invoke_permissions_carry_a_source_arn(plan: Plan) -> None:
     every_permission = plan.of_type("aws:lambda/permission:Permission")
     assert all(p.inputs.get("sourceArn") for p in every_permission)
     permissions = {p.name: p.inputs for p in every_permission if p.name.startswith("api-")}
-    assert set(permissions) == {"api-api-invoke-permission", "api-preprocess-new-data-permission"}
+    assert set(permissions) == {"api-api-invoke-permission"}
     api = permissions["api-api-invoke-permission"]
     assert api["principal"] == "apigateway.amazonaws.com"
     assert api["function"] == function(plan, "predict-api").inputs["name"]
     assert api["sourceArn"] == f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{rest_api_id(plan)}/live/*/*"
-    batch = permissions["api-preprocess-new-data-permission"]
-    assert batch["principal"] == "events.amazonaws.com"
-    assert batch["sourceArn"] == plan.named("api-preprocess-new-data").outputs["arn"]
 
 
 # --- the REST API ------------------------------------------------------------------------------------

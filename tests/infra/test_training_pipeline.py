@@ -177,6 +177,26 @@ def test_new_data_means_objects_created_under_raw_in_this_stacks_raw_bucket(stac
     assert pattern["detail"]["object"]["key"] == [{"prefix": "raw/"}]
 
 
+def test_new_raw_data_starts_the_training_pipeline_and_nothing_else(stack_plan: Plan) -> None:
+    # GIVEN every EventBridge rule of the plan that reacts to objects created in the raw bucket
+    raw = stack_plan.outputs["bucketNames"]["raw"]
+    raw_rules = [
+        rule
+        for rule in stack_plan.of_type("aws:cloudwatch/eventRule:EventRule")
+        if "eventPattern" in rule.inputs
+        and json.loads(rule.inputs["eventPattern"]).get("detail", {}).get("bucket", {}).get("name") == [raw]
+    ]
+    # THEN the training pipeline's new-data rule is the only one, and the pipeline its only target:
+    # Prepare validates raw data in the tasks' own formats, so nothing else reads it first
+    assert [rule.name for rule in raw_rules] == ["training-new-data"]
+    targets = [
+        target.inputs["arn"]
+        for target in stack_plan.of_type("aws:cloudwatch/eventTarget:EventTarget")
+        if target.inputs["rule"] == raw_rules[0].inputs["name"]
+    ]
+    assert targets == [pipeline(stack_plan).outputs["arn"]]
+
+
 def test_the_trigger_role_may_only_start_this_pipeline(stack_plan: Plan) -> None:
     (statement,) = policy_document(stack_plan.named("training-trigger-policy"))["Statement"]
     assert statement["Action"] == "sagemaker:StartPipelineExecution"

@@ -39,7 +39,6 @@ BOUNDARIES = [
     ("infra.deployer", {"torch", "aws_lambda_powertools"}),
     ("infra.api", {"torch", "aws_lambda_powertools"}),
     ("infra.monitoring", {"torch", "aws_lambda_powertools"}),
-    ("infra.preprocessing", {"torch", "aws_lambda_powertools"}),
     # The pipeline definition reads these: no deep-learning stack.
     ("training_jobs.metrics", {"torch", "numpy", *PULUMI}),
     ("training_jobs.evaluation_report", {"torch", "numpy", *PULUMI}),

@@ -207,6 +207,13 @@ BAD_CONFIGS = [
         id="not-a-model-package-version",
     ),
     pytest.param(
+        {"ml-platform:serving": {"variants": [{"name": "a"}, {"name": "b", "shadow": True}]}},
+        "ml-platform:serving.variants[1].shadow",
+        "True",
+        "shadow variants are not supported",
+        id="shadow-variant-refused-with-the-reason",
+    ),
+    pytest.param(
         {"ml-platform:alarms": {"confidenceWarn": 0.8, "confidenceRetrain": 0.85}},
         "ml-platform:alarms.confidenceRetrain",
         "0.85",

@@ -20,6 +20,7 @@ from moto import mock_aws
 
 from handlers.deployer import handler as deployer
 from handlers.registry.client import ModelRegistry, ModelVersion
+from infra.offline import run_offline
 from tests.functional.conftest import REGION
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -27,11 +28,19 @@ ACCOUNT = "123456789012"
 GROUP = "mlp-dev-models"
 ENDPOINT = "mlp-dev-endpoint"
 ENDPOINT_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT}"
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/mlp-dev-sagemaker-execution"
-KMS_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0b7e2c4d-1f3a-4b5c-9d6e-7f8a9b0c1d2e"
-CAPTURE_URI = f"s3://mlp-dev-artifacts-{ACCOUNT}-{REGION}/data-capture/{ENDPOINT}"
+# The deployer's environment as the dev stack's program declares it (its Lambda gets exactly this).
+PLANNED_ENV: dict[str, str] = {
+    str(name): str(value)
+    for name, value in run_offline("dev")
+    .named("deployer-deployer")
+    .inputs["environment"]["variables"]
+    .items()
+}
+ROLE = PLANNED_ENV["SAGEMAKER_EXECUTION_ROLE_ARN"]
+KMS_KEY = PLANNED_ENV["KMS_KEY_ARN"]
+CAPTURE_URI = PLANNED_ENV["DATA_CAPTURE_S3_URI"]
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.3.0-gpu-py311"
-ALARMS = ("mlp-dev-endpoint-5xx-rate", "mlp-dev-endpoint-model-latency-p99")
+ALARMS = tuple(json.loads(PLANNED_ENV["ROLLBACK_ALARM_NAMES"]))
 NOW = datetime(2024, 6, 3, 14, 0, tzinfo=UTC)
 
 
@@ -116,23 +125,20 @@ def endpoint_description(
 
 @pytest.fixture
 def deploy_env(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
-    """The deployer Lambda's environment (dev defaults); call it with overrides (NAME=value)."""
+    """The deployer Lambda's environment: the dev stack's declared one, with the settings these
+    tests pin (a GPU instance, canary, scaling bounds); call it with overrides (NAME=value)."""
     base = {
-        "MODEL_PACKAGE_GROUP": GROUP,
-        "ENDPOINT_NAME": ENDPOINT,
-        "SAGEMAKER_EXECUTION_ROLE_ARN": ROLE,
-        "KMS_KEY_ARN": KMS_KEY,
-        "DATA_CAPTURE_S3_URI": CAPTURE_URI,
-        "DATA_CAPTURE_PERCENT": "100",
-        "VARIANT_NAME": "primary",
+        **PLANNED_ENV,
         "INSTANCE_TYPE": "ml.g4dn.xlarge",
         "INITIAL_INSTANCE_COUNT": "1",
+        "MIN_INSTANCES": "1",
+        "MAX_INSTANCES": "3",
+        "TARGET_INVOCATIONS_PER_INSTANCE": "150",
         "ENVIRONMENT": "dev",
         "DEPLOYMENT_STRATEGY": "canary",
         "CANARY_PERCENT": "10",
         "BAKING_SECONDS": "600",
         "TERMINATION_WAIT_SECONDS": "120",
-        "ROLLBACK_ALARM_NAMES": ",".join(ALARMS),
         "AWS_REGION": REGION,
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_SERVICE_NAME": "deployer",
@@ -147,6 +153,17 @@ def deploy_env(aws_credentials: None, monkeypatch: pytest.MonkeyPatch) -> Iterat
     yield apply
     deployer.reset_configuration()
     deployer.sagemaker_client.set(None)
+    deployer.autoscaling_client.set(None)
+
+
+@pytest.fixture
+def scaling(deploy_env: Callable[..., None]) -> Iterator[Stubber]:
+    """The deployer's Application Auto Scaling client; every call must be queued."""
+    client = boto3.client("application-autoscaling", region_name=REGION)
+    with Stubber(client) as stubber:
+        deployer.autoscaling_client.set(client)
+        yield stubber
+        stubber.assert_no_pending_responses()
 
 
 @pytest.fixture

@@ -117,6 +117,8 @@ def test_the_config_encrypts_volumes_where_sagemaker_allows_it(
     deploy_env(
         INSTANCE_TYPE="ml.p3.2xlarge",
         INITIAL_INSTANCE_COUNT="2",
+        MIN_INSTANCES="2",
+        OFF_HOURS="",  # prod keeps its capacity around the clock
         ENVIRONMENT="prod",
         DATA_CAPTURE_PERCENT="20",
     )

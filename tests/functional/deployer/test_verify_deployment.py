@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,13 +11,14 @@ import pytest
 from botocore.stub import Stubber
 
 from handlers.deployer import handler as deployer
-from handlers.deployer.errors import DeploymentFailedError, DeploymentTimeoutError
+from handlers.deployer.errors import DeploymentError, DeploymentFailedError, DeploymentTimeoutError
 from handlers.deployer.plan import TAG_EXPECTED_CONFIG, TAG_VERIFIED
 from handlers.deployer.verify import verify_deployment
 from tests.functional.conftest import REGION
 from tests.functional.deployer.conftest import (
     ENDPOINT,
     ENDPOINT_ARN,
+    PLANNED_ENV,
     FakeContext,
     emitted_metrics,
     endpoint_description,
@@ -34,6 +36,50 @@ def stubbed(deploy_env: Callable[..., None]) -> Iterator[tuple[Any, Stubber]]:
         deployer.sagemaker_client.set(client)
         yield client, stubber
         stubber.assert_no_pending_responses()
+
+
+def queue_autoscaling(stubber: Stubber, variant: str = "primary") -> None:
+    """The scaling a verified deployment applies to ``variant``: deploy_env's bounds (1..3) and
+    target (150 per instance), and the dev stack's declared off-hours actions."""
+    scope = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": f"endpoint/{ENDPOINT}/variant/{variant}",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+    }
+    stubber.add_response("register_scalable_target", {}, {**scope, "MinCapacity": 1, "MaxCapacity": 3})
+    stubber.add_response(
+        "put_scaling_policy",
+        {"PolicyARN": "arn:aws:autoscaling:policy", "Alarms": []},
+        {
+            **scope,
+            "PolicyName": f"{ENDPOINT}-{variant}-invocations-per-instance",
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": 150.0,
+                "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                },
+                "ScaleInCooldown": 300,
+                "ScaleOutCooldown": 60,
+            },
+        },
+    )
+    off_hours = json.loads(PLANNED_ENV["OFF_HOURS"])
+    for when, schedule, low, high in (
+        ("down", off_hours["scaleDown"], off_hours["instances"], off_hours["instances"]),
+        ("up", off_hours["scaleUp"], 1, 3),
+    ):
+        stubber.add_response(
+            "put_scheduled_action",
+            {},
+            {
+                **scope,
+                "ScheduledActionName": f"{ENDPOINT}-{variant}-off-hours-{when}",
+                "Schedule": schedule,
+                "Timezone": off_hours["timezone"],
+                "ScalableTargetAction": {"MinCapacity": low, "MaxCapacity": high},
+            },
+        )
 
 
 class FakeTime:
@@ -187,8 +233,8 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
     return deployer.lambda_handler(event, FakeContext())
 
 
-def test_in_service_on_the_expected_config_succeeds(
-    stubbed: tuple[Any, Stubber], capsys: pytest.CaptureFixture[str]
+def test_in_service_on_the_expected_config_succeeds_and_is_autoscaled(
+    stubbed: tuple[Any, Stubber], scaling: Stubber, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # GIVEN the deployer expects NEW and the endpoint is InService on NEW
     _, stubber = stubbed
@@ -198,6 +244,7 @@ def test_in_service_on_the_expected_config_succeeds(
         {TAG_EXPECTED_CONFIG: NEW},
         verified=f"succeeded:{NEW}",
     )
+    queue_autoscaling(scaling)
 
     # WHEN SageMaker's IN_SERVICE event arrives
     result = handle(endpoint_event("IN_SERVICE", NEW))
@@ -206,6 +253,22 @@ def test_in_service_on_the_expected_config_succeeds(
     assert result["status"] == "succeeded"
     assert result["expected_config"] == NEW
     assert deployment_metrics(capsys.readouterr().out) == [("DeploymentSucceeded", ENDPOINT)]
+    # AND the variant is (re-)registered for autoscaling with the configured bounds and target
+    assert result["autoscaling"] == [f"endpoint/{ENDPOINT}/variant/primary"]
+
+
+def test_autoscaling_refused_leaves_the_deployment_unverified_for_the_retry(
+    stubbed: tuple[Any, Stubber], scaling: Stubber
+) -> None:
+    # GIVEN the endpoint is InService on NEW but Application Auto Scaling refuses the target
+    _, stubber = stubbed
+    queue_event_check(stubber, endpoint_description("InService", NEW), {TAG_EXPECTED_CONFIG: NEW})
+    scaling.add_client_error("register_scalable_target", "ValidationException", "not in service")
+
+    # WHEN the event arrives THEN the Lambda fails naming the variant and the call (and is retried),
+    # and nothing is marked verified: the retry scales again instead of calling it a duplicate
+    with pytest.raises(DeploymentError, match="variant primary: register_scalable_target failed"):
+        handle(endpoint_event("IN_SERVICE", NEW))
 
 
 @pytest.mark.parametrize(

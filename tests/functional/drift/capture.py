@@ -1,63 +1,49 @@
-"""Synthetic SageMaker data capture in the real format, written where SageMaker writes it.
-
-``<DestinationS3Uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/<time>-<uuid>.jsonl``; one JSON line per
-request, with the request and the response as SageMaker records them (``encoding`` ``JSON`` for
-the JSON content types the endpoint config names, ``BASE64`` for the others, ``CSV`` for text/csv).
+"""Synthetic traffic, captured by the local SageMaker Runtime's own capture code
+(``emulator.capture``: the line SageMaker writes per request, the key it writes it under):
+``<DestinationS3Uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/<time>-<uuid>.jsonl``. Requests whose
+content type the endpoint config does not name as JSON are recorded ``BASE64``, as SageMaker does.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import random
-import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from emulator.capture import Invocation, capture_key, capture_line
 from handlers.common.s3_uri import S3Uri
 
+# Not among the config's JSON content types: captured BASE64, as SageMaker records such a request.
+OPAQUE_CONTENT_TYPE = "application/x-json-stream"
 
-def capture_line(
+
+def invocation(
+    endpoint: str,
+    variant: str,
     instances: Sequence[Any],
     confidences: Sequence[float],
     when: datetime,
     *,
-    encoding: str = "JSON",
+    content_type: str = "application/json",
     labels: Sequence[str] = ("low", "high"),
     rng: random.Random | None = None,
-) -> str:
-    """One captured request: ``{"instances": ...}`` in, the inference handler's answer out."""
+) -> Invocation:
+    """One request ``{"instances": ...}`` and the inference handler's answer to it."""
     rng = rng or random.Random(0)
-    body = json.dumps({"instances": list(instances)})
-    data = base64.b64encode(body.encode()).decode() if encoding == "BASE64" else body
     answer = {
         "model": "tabular-mlp",
         "predictions": [{"label": rng.choice(labels), "confidence": round(c, 6)} for c in confidences],
     }
-    return json.dumps(
-        {
-            "captureData": {
-                "endpointInput": {
-                    "observedContentType": "application/json",
-                    "mode": "INPUT",
-                    "data": data,
-                    "encoding": encoding,
-                },
-                "endpointOutput": {
-                    "observedContentType": "application/json",
-                    "mode": "OUTPUT",
-                    "data": json.dumps(answer),
-                    "encoding": "JSON",
-                },
-            },
-            "eventMetadata": {
-                "eventId": str(uuid.UUID(int=rng.getrandbits(128))),
-                "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-            },
-            "eventVersion": "0",
-        },
-        separators=(",", ":"),
+    return Invocation(
+        endpoint=endpoint,
+        variant=variant,
+        input_body=json.dumps({"instances": list(instances)}).encode(),
+        input_type=content_type,
+        output_body=json.dumps(answer).encode(),
+        output_type="application/json",
+        at=when,
     )
 
 
@@ -80,26 +66,26 @@ def write_capture(
     per_file: int = 25,
     seed: int = 0,
 ) -> list[str]:
-    """Captured requests from ``start``, a minute apart, in hourly folders; returns the keys written."""
+    """Captured requests from ``start``, a minute apart, ``per_file`` to a file (in hourly folders,
+    under the keys the capture writer gives them); returns the keys written."""
     location = S3Uri.parse(destination)
-    bucket, prefix = location.bucket, location.key
     rng = random.Random(seed)
     files: dict[str, list[str]] = {}
+    first_of_file = ""
     for number, first in enumerate(range(0, len(rows), per_request)):
         when = start + timedelta(minutes=number)
-        line = capture_line(
+        request = invocation(
+            endpoint,
+            variant,
             rows[first : first + per_request],
             confidences[first : first + per_request],
             when,
-            encoding="BASE64" if number % 5 == 4 else "JSON",
+            content_type=OPAQUE_CONTENT_TYPE if number % 5 == 4 else "application/json",
             rng=rng,
         )
-        file_number = number // per_file
-        file_start = start + timedelta(minutes=file_number * per_file)
-        folder = f"{prefix}/{endpoint}/{variant}/{file_start:%Y/%m/%d/%H}"
-        file_id = uuid.UUID(int=random.Random(seed * 100_003 + file_number).getrandbits(128))
-        key = f"{folder}/{file_start:%M-%S}-{file_start.microsecond // 1000:03d}-{file_id}.jsonl"
-        files.setdefault(key, []).append(line)
+        if number % per_file == 0:
+            first_of_file = capture_key(location.key, endpoint, variant, when)
+        files.setdefault(first_of_file, []).append(capture_line(request))
     for key, lines in files.items():
-        s3.put_object(Bucket=bucket, Key=key, Body=("\n".join(lines) + "\n").encode())
+        s3.put_object(Bucket=location.bucket, Key=key, Body=("\n".join(lines) + "\n").encode())
     return sorted(files)

@@ -19,9 +19,16 @@ from tests.functional.local.conftest import ENDPOINT, REGION, VARIANT, FakeConta
 
 BUCKET = "mlp-local-raw"
 DESTINATION = f"s3://{BUCKET}/capture/{ENDPOINT}"  # infra/serving.py: <raw bucket>/capture/<endpoint>
-KEY = re.compile(
-    rf"capture/{ENDPOINT}/{ENDPOINT}/{VARIANT}/\d{{4}}/\d{{2}}/\d{{2}}/\d{{2}}/\d{{2}}-\d{{2}}-\d{{3}}-[0-9a-f-]{{36}}\.jsonl"
-)
+
+
+def capture_key(variant: str) -> re.Pattern[str]:
+    """SageMaker's key for a capture file of ``variant``: the variant is part of the path."""
+    return re.compile(
+        rf"capture/{ENDPOINT}/{ENDPOINT}/{variant}/\d{{4}}/\d{{2}}/\d{{2}}/\d{{2}}/\d{{2}}-\d{{2}}-\d{{3}}-[0-9a-f-]{{36}}\.jsonl"
+    )
+
+
+KEY = capture_key(VARIANT)
 FEATURES = ("a", "b", "c")
 
 
@@ -149,3 +156,42 @@ def test_s3_failures_never_fail_a_prediction(
     # THEN the prediction succeeded and the failed write was counted
     assert json.loads(response["Body"].read())["server"] == "blue"
     assert writer.stats.write_errors == 1 and writer.stats.records_dropped == 1
+
+
+def test_capture_files_are_per_variant_and_record_the_variant_that_answered(
+    s3: Any, router: EndpointRouter
+) -> None:
+    # GIVEN an endpoint with variants a and b, each its own container, capturing every invocation
+    containers = {name: FakeContainer(name).start() for name in ("a", "b")}
+    router.set_routes(ENDPOINT, [Route(containers[name].url, name, "config-ab", name) for name in ("a", "b")])
+    writer = CaptureWriter(s3, DESTINATION)
+    gateway = RuntimeGateway(router, writer, host="127.0.0.1", port=0, region=REGION)
+    gateway.start()
+    try:
+        # WHEN a answers two requests and b one, then capture is flushed
+        client = runtime_client(gateway.url)
+        for name, row in (("a", [1.0, 1.0, 1.0]), ("b", [2.0, 2.0, 2.0]), ("a", [3.0, 3.0, 3.0])):
+            client.invoke_endpoint(
+                EndpointName=ENDPOINT,
+                Body=json.dumps([row]),
+                ContentType="application/json",
+                TargetVariant=name,
+            )
+        writer.flush()
+    finally:
+        gateway.stop()
+        writer.close()
+        for container in containers.values():
+            container.stop()
+
+    # THEN each variant has its own file under its own key, holding exactly the requests it answered
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    by_variant = {name: [key for key in keys if capture_key(name).fullmatch(key)] for name in ("a", "b")}
+    assert len(keys) == 2 and all(len(found) == 1 for found in by_variant.values()), keys
+    rows = {name: _captured_rows(s3, found[0]) for name, found in by_variant.items()}
+    assert rows == {"a": [[[1.0, 1.0, 1.0]], [[3.0, 3.0, 3.0]]], "b": [[[2.0, 2.0, 2.0]]]}
+
+
+def _captured_rows(s3: Any, key: str) -> list[Any]:
+    lines = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode().splitlines()
+    return [json.loads(json.loads(line)["captureData"]["endpointInput"]["data"]) for line in lines]

@@ -273,6 +273,131 @@ def test_mlctl_train_and_deploy_wait_work_against_the_local_platform(
     assert "smoke request: HTTP 200" in out
 
 
+def _executed_pipeline_version(platform: Platform, **parameters: str) -> Any:
+    """StartPipelineExecution on the deployed definition (the emulator executes it); the version
+    its RegisterModel step registered."""
+    from handlers.registry.client import ModelRegistry  # noqa: PLC0415
+    from mlctl.train import SUCCEEDED, follow_execution, list_steps  # noqa: PLC0415
+
+    sagemaker = platform.client("sagemaker")
+    arn = sagemaker.start_pipeline_execution(
+        PipelineName=platform.state.outputs["trainingPipelineName"],
+        PipelineParameters=[{"Name": name, "Value": value} for name, value in parameters.items()],
+    )["PipelineExecutionArn"]
+    outcome = follow_execution(sagemaker, arn, poll_seconds=0.5, say=lambda line: None)
+    assert outcome.status == SUCCEEDED, outcome.failure_reason
+    (register,) = [s for s in list_steps(sagemaker, arn) if s["StepName"] == "RegisterModel"]
+    return ModelRegistry(sagemaker).describe(register["Metadata"]["RegisterModel"]["Arn"])
+
+
+def _console_approve(platform: Platform, version: Any) -> None:
+    """What the SageMaker console does: UpdateModelPackage, no champion gate of ours."""
+    sagemaker = boto3.client(
+        "sagemaker",
+        region_name=platform.state.region,
+        endpoint_url=platform.state.aws_endpoint_url,
+        aws_access_key_id="console",
+        aws_secret_access_key="console",
+    )
+    sagemaker.update_model_package(ModelPackageArn=version.arn, ModelApprovalStatus="Approved")
+
+
+def _deployer_watch(platform: Platform) -> Any:
+    from emulator.invocations import INVOCATIONS_FILE  # noqa: PLC0415
+    from emulator.server import lambda_log_dir  # noqa: PLC0415
+    from mlctl.local.deployer_watch import DeployerWatch  # noqa: PLC0415
+
+    outputs = platform.state.outputs
+    return DeployerWatch(
+        platform.client("sagemaker"),
+        platform.client("s3"),
+        lambda_log_dir(platform.state_dir) / INVOCATIONS_FILE,
+        str(outputs["deployerFunctionName"]),
+        str(outputs["endpointName"]),
+    )
+
+
+def _scalable_variants(platform: Platform) -> dict[str, tuple[int, int]]:
+    targets = platform.client("application-autoscaling").describe_scalable_targets(
+        ServiceNamespace="sagemaker"
+    )
+    return {t["ResourceId"]: (t["MinCapacity"], t["MaxCapacity"]) for t in targets["ScalableTargets"]}
+
+
+def _shuffled_labels_uri(platform: Platform, tmp_path: Path) -> str:
+    """The task's raw data with its labels shuffled, under a prefix of its own: a model trained on
+    it is worse than the served one, for sure."""
+    import random  # noqa: PLC0415
+
+    from training_jobs import datasets  # noqa: PLC0415
+    from training_jobs.tasks import Record, get_task, read_records, write_records  # noqa: PLC0415
+
+    task = get_task("digits")
+    path = datasets.write_raw("digits", tmp_path, seed=7)
+    records = read_records(task, path)
+    labels = [r.target for r in records]
+    random.Random(7).shuffle(labels)
+    write_records(task, [Record(r.features, label) for r, label in zip(records, labels, strict=True)], path)
+    bucket = platform.state.outputs["bucketNames"]["raw"]
+    platform.client("s3").upload_file(str(path), bucket, f"shuffled/{path.name}")
+    return f"s3://{bucket}/shuffled/"
+
+
+def test_console_approval_gate_refusal_and_rollback_through_the_deployer_lambda(
+    platform: Platform, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from handlers.registry.client import ModelRegistry  # noqa: PLC0415
+    from mlctl.local.deployer_watch import DeployerError  # noqa: PLC0415
+
+    registry = ModelRegistry(platform.client("sagemaker"))
+    endpoint = platform.state.outputs["endpointName"]
+    scaled = {f"endpoint/{endpoint}/variant/primary": (1, 2)}  # the dev stack's bounds
+    served = _deployer_watch(platform)
+    # GIVEN a version the executed pipeline registered from the platform's data, trained longer
+    challenger = _executed_pipeline_version(platform, TrainingEpochs="8")
+    assert challenger.status == "PendingManualApproval" and "accuracy" in challenger.metrics
+
+    # WHEN it is approved as the console does (no comparison recorded by us)
+    _console_approve(platform, challenger)
+
+    # THEN the deployer Lambda, run by the approval event, compared the registered metrics with the
+    # served version's, deployed it blue/green and verified it; autoscaling holds after the rollout
+    deployed = served.wait(registry.describe(challenger.arn), 300)
+    assert deployed.action == "updated"
+    assert platform.predict({"instances": [_sample_image()]})[1]["model_version"] == str(challenger.version)
+    assert _scalable_variants(platform) == scaled
+
+    # GIVEN a worse version: trained on shuffled labels, registered by the pipeline under a zero threshold
+    worse = _executed_pipeline_version(
+        platform,
+        InputDataUri=_shuffled_labels_uri(platform, tmp_path),
+        EvaluationThreshold="0",
+        TrainingEpochs="2",
+    )
+    # WHEN it is approved in the console THEN the deployer's champion gate rejects it, saying why
+    _console_approve(platform, worse)
+    with pytest.raises(DeployerError, match="champion gate") as refused:
+        served.wait(registry.describe(worse.arn), 300)
+    assert "accuracy" in str(refused.value)
+    rejected = registry.describe(worse.arn)
+    assert rejected.status == "Rejected" and "accuracy" in (rejected.approval_description or "")
+    assert platform.predict({"instances": [_sample_image()]})[1]["model_version"] == str(challenger.version)
+
+    # WHEN the served version is rolled back with mlctl (the deployer Lambda, invoked with the event)
+    state_file = str(platform.state_dir / "state.json")
+    code = cli.main(["models", "rollback", "--local", "--state-file", state_file, "--reason", "drifted"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+
+    # THEN the challenger is rejected and version 2, the newest older approved one, serves again,
+    # verified, with its autoscaling
+    assert registry.describe(challenger.arn).status == "Rejected"
+    restored = served.wait(registry.describe(registry.version_arn(challenger.group, 2)), 300)
+    assert restored.action == "updated"
+    assert platform.predict({"instances": [_sample_image()]})[1]["model_version"] == "2"
+    assert _scalable_variants(platform) == scaled
+
+
 def _model_servers(platform: Platform) -> list[int]:
     return [
         pid

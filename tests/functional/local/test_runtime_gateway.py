@@ -1,8 +1,10 @@
-"""The local SageMaker Runtime against a real model container, seen by botocore clients."""
+"""The local SageMaker Runtime against a real model container, seen by botocore clients; endpoints
+with several production variants against stdlib fake containers."""
 
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +17,7 @@ from handlers.api import endpoint_client
 from handlers.api.error_responses import status_and_code
 from handlers.api.errors import EndpointThrottledError, ModelInvocationError
 from handlers.common.aws_clients import botocore_client
-from tests.functional.local.conftest import ENDPOINT, VARIANT, runtime_client
+from tests.functional.local.conftest import ENDPOINT, REGION, VARIANT, FakeContainer, runtime_client
 
 BODY = json.dumps({"instances": [[2.0, 0.0, 0.0], [-2.0, 1.0, 1.0]]})
 
@@ -139,3 +141,113 @@ def test_the_lambdas_client_maps_each_gateway_answer(served: RuntimeGateway, rou
     assert status_and_code(model_error.value) == (502, "model_error")
     assert status_and_code(busy.value) == (503, "endpoint_busy")
     assert status_and_code(unknown.value)[0] == 500
+
+
+# --- endpoints with several production variants (stdlib fake containers answering with their name) --------
+
+SEED = 7
+
+
+@pytest.fixture
+def variants() -> Iterator[dict[str, FakeContainer]]:
+    """Variant name -> its container: ``a`` and ``b``."""
+    containers = {name: FakeContainer(name).start() for name in ("a", "b")}
+    yield containers
+    for container in containers.values():
+        container.stop()
+
+
+def _route_ab(
+    router: EndpointRouter, variants: dict[str, FakeContainer], weights: tuple[float, float]
+) -> None:
+    router.set_routes(
+        ENDPOINT,
+        [
+            Route(variants[name].url, name, "config-ab", name, weight=weight)
+            for name, weight in zip("ab", weights, strict=True)
+        ],
+    )
+
+
+def _answered_by(client: Any, **target: str) -> tuple[str, str]:
+    """(the container that answered, the invoked variant the response names)."""
+    response = client.invoke_endpoint(
+        EndpointName=ENDPOINT, Body=b"[[1.0]]", ContentType="application/json", **target
+    )
+    return json.loads(response["Body"].read())["server"], response["InvokedProductionVariant"]
+
+
+def test_a_target_variant_reaches_that_variant_and_the_answer_names_it(
+    runtime: RuntimeGateway, router: EndpointRouter, variants: dict[str, FakeContainer]
+) -> None:
+    # GIVEN an endpoint with variants a (weight 1) and b (weight 0: only a target reaches it)
+    _route_ab(router, variants, (1.0, 0.0))
+    client = runtime_client(runtime.url)
+
+    # WHEN each variant is targeted, then one that the endpoint does not have
+    answers = [_answered_by(client, TargetVariant=name) for name in ("a", "b")]
+    with pytest.raises(ClientError) as caught:
+        _answered_by(client, TargetVariant="c")
+
+    # THEN each request reached its variant's container, and the header names the variant
+    assert answers == [("a", "a"), ("b", "b")]
+    assert caught.value.response["Error"]["Code"] == "ValidationError"
+    assert caught.value.response["Error"]["Message"] == f"Variant c not found for endpoint {ENDPOINT}."
+    assert (variants["a"].served, variants["b"].served) == (1, 1)
+
+
+def test_requests_naming_no_variant_follow_the_weights_drawn_from_the_injected_random_source(
+    variants: dict[str, FakeContainer],
+) -> None:
+    # GIVEN a router drawing from a seeded random source, a at weight 0.8 and b at 0.2
+    router = EndpointRouter(random.Random(SEED))
+    gateway = RuntimeGateway(router, None, host="127.0.0.1", port=0, region=REGION)
+    _route_ab(router, variants, (0.8, 0.2))
+    gateway.start()
+    try:
+        # WHEN 40 requests name no variant
+        client = runtime_client(gateway.url)
+        answers = [_answered_by(client) for _ in range(40)]
+    finally:
+        gateway.stop()
+
+    # THEN the variants answered exactly as the same draws from the same seed pick them
+    draws = random.Random(SEED)
+    expected = [draws.choices("ab", weights=[0.8, 0.2])[0] for _ in range(40)]
+    assert 0 < expected.count("b") < expected.count("a")  # the seed exercises both variants
+    assert answers == [(name, name) for name in expected]
+    assert (variants["a"].served, variants["b"].served) == (expected.count("a"), expected.count("b"))
+
+
+def test_new_weights_take_effect_for_the_next_request(
+    runtime: RuntimeGateway, router: EndpointRouter, variants: dict[str, FakeContainer]
+) -> None:
+    client = runtime_client(runtime.url)
+    # GIVEN all the weight on a
+    _route_ab(router, variants, (1.0, 0.0))
+    before = [_answered_by(client)[0] for _ in range(10)]
+
+    # WHEN the weights move to b (UpdateEndpointWeightsAndCapacities, as local hosting applies it)
+    _route_ab(router, variants, (0.0, 1.0))
+    after = [_answered_by(client)[0] for _ in range(10)]
+
+    # THEN weight 0 never received a request, weight 1 received them all
+    assert before == ["a"] * 10 and after == ["b"] * 10
+
+
+def test_an_endpoint_whose_weights_are_all_zero_answers_only_targeted_requests(
+    runtime: RuntimeGateway, router: EndpointRouter, variants: dict[str, FakeContainer]
+) -> None:
+    # GIVEN both variants at weight 0
+    _route_ab(router, variants, (0.0, 0.0))
+    client = runtime_client(runtime.url)
+
+    # WHEN a request names no variant, then one names b
+    with pytest.raises(ClientError) as caught:
+        _answered_by(client)
+    targeted = _answered_by(client, TargetVariant="b")
+
+    # THEN the first is a ValidationError that never reached a container; the targeted one is served
+    assert caught.value.response["Error"]["Code"] == "ValidationError"
+    assert targeted == ("b", "b")
+    assert (variants["a"].served, variants["b"].served) == (0, 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from handlers.common.contracts import TARGET_VARIANT_KEY
 from tests.functional.mlctl.conftest import GROUP, LocalPlatform, Platform, Result, set_outputs
 
 
@@ -146,6 +147,27 @@ def test_registry_commands_work_in_local_mode(
     # THEN the emulator's registry changed
     assert approved.code == 0, approved.err
     assert [(v["version"], v["status"]) for v in listed] == [(1, "Approved")]
+
+
+def test_approve_for_a_variant_records_it_with_the_approval(
+    platform: Platform, mlctl: Callable[..., Result]
+) -> None:
+    # GIVEN a pending version (the dev stack has one variant, "primary")
+    version = platform.register(1, status="Pending")
+
+    # WHEN it is approved for a variant the stack does not have THEN one line names the variants
+    wrong = mlctl("models", "approve", "1", "--variant", "green", *platform.target)
+    assert wrong.code == 1 and "Traceback" not in wrong.err
+    assert wrong.err.strip() == "mlctl models approve: --variant green: the dev endpoint has variants primary"
+    assert platform.registry.describe(version.arn).status == "PendingManualApproval"
+
+    # WHEN it is approved for its variant THEN the approval carries it, metrics kept, for the deployer
+    result = mlctl("models", "approve", "1", "--variant", "primary", *platform.target)
+    assert result.code == 0, result.err
+    described = platform.registry.describe(version.arn)
+    assert described.status == "Approved"
+    assert described.customer_metadata[TARGET_VARIANT_KEY] == "primary"
+    assert described.metrics == version.metrics
 
 
 def test_approve_refuses_a_challenger_worse_than_the_served_version(

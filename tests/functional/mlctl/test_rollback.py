@@ -12,23 +12,18 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from handlers.deployer.handler import ModelPackageStateChange, deploy_model_version
+from handlers.deployer.handler import ModelPackageStateChange
 from handlers.deployer.plan import (
     TAG_EXPECTED_CONFIG,
     TAG_MODEL_PACKAGE,
-    TAG_MODEL_VERSION,
     approval_event_pattern,
 )
-from handlers.deployer.settings import DeploySettings
 from mlctl import models
 from tests.functional.mlctl.conftest import (
-    DEPLOYER_ENV,
     DEPLOYER_FUNCTION,
-    ENDPOINT,
     ENDPOINT_ARN,
     GROUP,
     REGION,
-    LocalPlatform,
     Platform,
     Result,
     SplitClient,
@@ -167,46 +162,3 @@ def test_rollback_to_a_rejected_version_is_refused(platform: Platform, mlctl: Ca
     assert result.code == 1
     assert "version 1 is Rejected; only an Approved version can be deployed" in result.err
     assert platform.registry.describe(v2.arn).status == "Approved"
-
-
-def test_rollback_in_local_mode_deploys_through_the_deployer_code(
-    local_platform: LocalPlatform, mlctl: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN local mode with v1 approved and v2 approved and serving
-    register = local_platform.registry.register
-    v1 = local_platform.registry.approve(register(GROUP, "s3://a/run-1/model.tar.gz", "image:1").arn, "ok")
-    v2 = local_platform.registry.approve(register(GROUP, "s3://a/run-2/model.tar.gz", "image:2").arn, "ok")
-    settings = DeploySettings.from_env({**DEPLOYER_ENV, "AWS_REGION": REGION})
-    v2_config = deploy_model_version(local_platform.sagemaker, settings, v2.arn).expected_config
-    # moto has no UpdateEndpoint: that one call goes to a Stubber, everything else to the emulator
-    stub_client = boto3.client("sagemaker", region_name=REGION)
-    stubber = Stubber(stub_client)
-    stubber.add_response(
-        "update_endpoint",
-        {"EndpointArn": ENDPOINT_ARN},
-        {
-            "EndpointName": ENDPOINT,
-            "EndpointConfigName": ANY,
-            "DeploymentConfig": ANY,
-            "RetainAllVariantProperties": True,
-        },
-    )
-    stubber.activate()
-    split = SplitClient(local_platform.sagemaker, stub_client, frozenset({"update_endpoint"}))
-    use_clients(monkeypatch, models, sagemaker=split)
-
-    # WHEN the deployed version is rolled back in local mode
-    result = mlctl("models", "rollback", "--reason", "accuracy dropped in shadow", *local_platform.target)
-
-    # THEN v2 is rejected with the reason, and v1 is deployed by deploy_model_version (no Lambda)
-    assert result.code == 0, result.err
-    described = local_platform.registry.describe(v2.arn)
-    assert (described.status, described.approval_description) == ("Rejected", "accuracy dropped in shadow")
-    stubber.assert_no_pending_responses()
-    (update,) = [kwargs for name, kwargs in split.calls if name == "update_endpoint"]
-    v1_config = update["EndpointConfigName"]
-    assert v1_config.startswith("mlp-dev-models-v1-") and v1_config != v2_config
-    tags = endpoint_tags(local_platform.sagemaker)
-    assert tags[TAG_EXPECTED_CONFIG] == v1_config
-    assert (tags[TAG_MODEL_PACKAGE], tags[TAG_MODEL_VERSION]) == (v1.arn, "1")
-    assert f"mlctl deploy wait --expected-config {v1_config}" in result.out

@@ -199,3 +199,20 @@ def test_local_clients_get_dummy_credentials_when_none_exist(monkeypatch: pytest
     assert sagemaker.meta.endpoint_url == "http://127.0.0.1:4566"
     assert sagemaker.meta.region_name == REGION
     assert sagemaker._request_signer._credentials.access_key == "local"
+
+
+def test_local_clients_never_carry_the_users_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the user's own AWS identity in the environment, and a profile that does not exist
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUSERSOWNKEY00000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "the-users-secret")
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    target = PlatformTarget(
+        stack="local", region=REGION, outputs={}, aws_endpoint_url="http://127.0.0.1:4566"
+    )
+
+    # WHEN a client is built for local mode
+    sagemaker = targets.client(target, "sagemaker")
+
+    # THEN it signs with the emulator's credentials: nothing of the user's reaches a local process
+    credentials = sagemaker._request_signer._credentials
+    assert (credentials.access_key, credentials.secret_key) == ("local", "local")

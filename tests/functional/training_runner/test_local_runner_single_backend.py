@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from emulator.training import describe as training_outcomes
 from emulator.training.errors import (
     ArtifactExistsError,
     DuplicateTrainingJobError,
@@ -296,3 +297,30 @@ def test_unreachable_checkpoint_bucket_fails_the_job_with_a_client_error(
     assert result.status == JobStatus.FAILED
     assert (result.failure_reason or "").startswith("ClientError: Checkpoint download")
     assert in_process_runner.describe_job("job-1") == result
+
+
+def test_describe_training_job_reports_the_recorded_outcome_to_any_client(
+    in_process_runner: LocalTrainingRunner,
+    in_process_aws: Any,
+    write_script: Any,
+    new_spec: Any,
+) -> None:
+    # GIVEN the emulator's DescribeTrainingJob, and a job the local runner completed
+    undo = training_outcomes.extend_moto()
+    try:
+        spec = new_spec(
+            write_script("metrics"), metric_definitions=[{"Name": "loss", "Regex": r"loss=([0-9.]+)"}]
+        )
+        result = in_process_runner.run(spec)
+
+        # WHEN a plain client describes it (no mlp:* tag reading of its own)
+        described = in_process_aws.sagemaker.describe_training_job(TrainingJobName=spec.job_name)
+    finally:
+        undo()
+
+    # THEN it says Completed with the final metrics, as SageMaker reports a job it ran
+    assert described["TrainingJobStatus"] == "Completed"
+    assert [(m["MetricName"], m["Value"]) for m in described["FinalMetricDataList"]] == [
+        ("loss", result.final_metrics["loss"])
+    ]
+    assert result.final_metrics == {"loss": 0.125}
