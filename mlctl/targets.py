@@ -6,7 +6,7 @@ options (:func:`add_target_arguments`) and resolves them once (:func:`resolve_ta
 1. ``--local``: the local state file (``.mlctl-local/state.json`` under the repository root, or
    ``--state-file``), written by local mode, with the keys ``stack``, ``region``,
    ``aws_endpoint_url``, ``api_url``, ``api_key`` (null when the stack's API uses IAM auth),
-   ``outputs`` and ``deployer_env``;
+   and ``outputs``;
 2. ``--outputs-file PATH``: what ``pulumi stack output --json --show-secrets`` printed;
 3. otherwise ``pulumi stack output --json --show-secrets --stack <stack>``, run here.
 
@@ -48,7 +48,6 @@ LOCAL_STATE_KEYS: dict[str, type | tuple[type, ...]] = {
     "api_url": str,
     "api_key": (str, type(None)),  # None: IAM auth, requests are signed instead
     "outputs": dict,
-    "deployer_env": dict,
 }
 PULUMI_TIMEOUT_SECONDS = 120
 # moto accepts any key; boto3 only needs one to sign requests, so it signs with the emulator's own.
@@ -83,11 +82,10 @@ class PlatformTarget:
     aws_endpoint_url: str | None = None  # local mode: every AWS client goes there
     api_url: str | None = None
     api_key: str | None = None
-    deployer_env: dict[str, str] | None = None  # local mode: DeploySettings as environment variables
 
     @property
     def local(self) -> bool:
-        return self.aws_endpoint_url is not None or self.deployer_env is not None
+        return self.aws_endpoint_url is not None
 
     def output(self, key: str) -> Any:
         """A stack output; a missing or empty one is a :class:`TargetError` naming it and the stack."""
@@ -164,7 +162,6 @@ def load_local_state(path: Path) -> PlatformTarget:
         aws_endpoint_url=document["aws_endpoint_url"],
         api_url=document["api_url"],
         api_key=document["api_key"],
-        deployer_env={str(k): str(v) for k, v in document["deployer_env"].items()},
     )
 
 

@@ -381,8 +381,6 @@ def _start_emulator(
         api_url=ready["api_url"],
         api_key=emulator.api_key,
         outputs={},
-        # The Lambda runtime sets AWS_REGION; the program's environment does not hold it.
-        deployer_env={**function_env.get("deployer", {}), "AWS_REGION": names.region},
         emulator_pid=process.pid,
         runtime_url=ready["runtime_url"],
     )
@@ -417,7 +415,6 @@ def _create_resources(plan: Any, state: LocalState, names: Any) -> None:
     services = ("s3", "kms", "sagemaker", "sns", "iam", "lambda", "events", "cloudwatch", "apigateway")
     clients = {service: client(service) for service in services}
     applied = LocalApplier(clients, state.region).apply(plan)
-    state.deployer_env = {k: str(applied.resolve(v)) for k, v in state.deployer_env.items()}
     state.outputs = {
         key: applied.resolve(value) for key, value in plan.outputs.items() if key not in {"apiUrl"}
     }

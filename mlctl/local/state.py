@@ -32,7 +32,6 @@ class LocalState:
     api_url: str
     api_key: str | None  # None: the stack's API uses IAM auth (requests are signed)
     outputs: dict[str, Any]
-    deployer_env: dict[str, str]
     emulator_pid: int
     runtime_url: str = ""  # the local SageMaker Runtime (InvokeEndpoint), for boto3 clients
     runs: int = 0

@@ -16,7 +16,7 @@ import json
 import textwrap
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,12 +26,15 @@ import pytest
 import torch
 from botocore.config import Config
 
+from emulator.api_gateway import LocalApiGateway
 from emulator.runtime import EndpointRouter, Route, RuntimeGateway
 from tests.functional.model_server.conftest import WAIT_S, Server, running_server
 
 ENDPOINT = "local-endpoint"
 VARIANT = "primary"
 REGION = "us-east-1"
+API_KEY = "local-test-key"
+STAGE = "local"
 
 CLASSIFIER_INFERENCE = textwrap.dedent(
     '''
@@ -191,3 +194,19 @@ def fake_container() -> Iterator[FakeContainer]:
     container = FakeContainer("blue").start()
     yield container
     container.stop()
+
+
+@pytest.fixture
+def start_api() -> Iterator[Callable[..., LocalApiGateway]]:
+    """Start local API gateways in front of a handler (the test's API key unless told otherwise)."""
+    started: list[LocalApiGateway] = []
+
+    def start(handler: Any, **options: Any) -> LocalApiGateway:
+        api = LocalApiGateway(handler, options.pop("api_key", API_KEY), STAGE, "127.0.0.1", 0, **options)
+        api.start()
+        started.append(api)
+        return api
+
+    yield start
+    for api in started:
+        api.stop()

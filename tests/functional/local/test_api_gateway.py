@@ -18,10 +18,7 @@ from emulator.api_gateway import LocalApiGateway
 from emulator.runtime import RuntimeGateway
 from handlers.api import endpoint_client
 from handlers.api import handler as predict_api
-from tests.functional.local.conftest import ENDPOINT, WAIT_S
-
-API_KEY = "local-test-key"
-STAGE = "local"
+from tests.functional.local.conftest import API_KEY, ENDPOINT, STAGE, WAIT_S
 
 
 @dataclass
@@ -67,21 +64,6 @@ class StubHandler:
 @pytest.fixture
 def stub() -> StubHandler:
     return StubHandler()
-
-
-@pytest.fixture
-def start_api() -> Iterator[Callable[..., LocalApiGateway]]:
-    started: list[LocalApiGateway] = []
-
-    def start(handler: Any, **options: Any) -> LocalApiGateway:
-        api = LocalApiGateway(handler, options.pop("api_key", API_KEY), STAGE, "127.0.0.1", 0, **options)
-        api.start()
-        started.append(api)
-        return api
-
-    yield start
-    for api in started:
-        api.stop()
 
 
 @pytest.fixture

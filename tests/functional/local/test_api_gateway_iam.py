@@ -4,7 +4,7 @@ as API Gateway refuses them; and local mode starting it that way for a stack who
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,6 @@ from mlctl.targets import load_local_state
 from tests.functional.local.test_api_gateway import StubHandler, call, gateway_error
 
 REGION = "us-east-1"
-STAGE = "local"
 BODY = b'{"instances": [[1, 2, 3]]}'
 JSON = {"Content-Type": "application/json"}
 SIGNATURE_MISMATCH = "The request signature we calculated does not match the signature you provided."
@@ -41,23 +40,8 @@ def stub() -> StubHandler:
 
 
 @pytest.fixture
-def start_api() -> Iterator[Callable[..., LocalApiGateway]]:
-    started: list[LocalApiGateway] = []
-
-    def start(handler: Any, auth: ApiAuth, api_key: str | None = None) -> LocalApiGateway:
-        api = LocalApiGateway(handler, api_key, STAGE, "127.0.0.1", 0, auth=auth, region=REGION)
-        api.start()
-        started.append(api)
-        return api
-
-    yield start
-    for api in started:
-        api.stop()
-
-
-@pytest.fixture
 def iam_api(stub: StubHandler, start_api: Callable[..., LocalApiGateway]) -> LocalApiGateway:
-    return start_api(stub, ApiAuth.IAM)
+    return start_api(stub, api_key=None, auth=ApiAuth.IAM, region=REGION)
 
 
 def signed_by_botocore(
@@ -182,7 +166,7 @@ def test_api_key_mode_is_unchanged_by_signatures(
     start_api: Callable[..., LocalApiGateway], stub: StubHandler
 ) -> None:
     # GIVEN an API with API-key auth
-    api = start_api(stub, ApiAuth.API_KEY, api_key="the-key")
+    api = start_api(stub, api_key="the-key", auth=ApiAuth.API_KEY, region=REGION)
     url = f"{api.url}/v1/predict"
 
     # WHEN a request is signed but has no key, and another has the key only
@@ -239,7 +223,6 @@ def test_mlctl_invoke_local_signs_for_a_platform_without_a_key(
         api_url=iam_api.url,
         api_key=None,
         outputs={"apiUrl": iam_api.url},
-        deployer_env={},
         emulator_pid=0,
     )
     state.write(tmp_path)

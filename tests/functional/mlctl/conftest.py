@@ -273,7 +273,6 @@ def local_state(
         "api_url": api_url,
         "api_key": API_KEY,
         "outputs": base_outputs(apiUrl=api_url),
-        "deployer_env": dict(DEPLOYER_ENV),
     }
     state.update(overrides)
     return state

@@ -14,7 +14,7 @@ import pytest
 
 from mlctl import targets
 from mlctl.targets import PlatformTarget, TargetError, add_target_arguments, resolve_target
-from tests.functional.mlctl.conftest import API_KEY, DEPLOYER_ENV, REGION, Result, local_state
+from tests.functional.mlctl.conftest import API_KEY, REGION, Result, local_state
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -35,7 +35,6 @@ def test_local_state_file_gives_endpoint_api_and_deployer_settings(tmp_path: Pat
     assert target.aws_endpoint_url == "http://127.0.0.1:4566"
     assert (target.stack, target.region) == ("local", REGION)
     assert (target.api_url, target.api_key) == ("http://127.0.0.1:8080/live", API_KEY)
-    assert target.deployer_env == DEPLOYER_ENV
     assert target.output("endpointName") == "mlp-dev-endpoint"
     assert target.local
 
@@ -69,14 +68,14 @@ def test_a_bad_local_state_file_names_the_key(tmp_path: Path, change: dict[str, 
 
 
 def test_a_local_state_file_missing_a_key_is_refused(tmp_path: Path) -> None:
-    # GIVEN a state file without deployer_env
+    # GIVEN a state file without the API's URL
     document = local_state("http://127.0.0.1:4566")
-    del document["deployer_env"]
+    del document["api_url"]
     state = tmp_path / "state.json"
     state.write_text(json.dumps(document))
 
     # WHEN resolved THEN the missing key is named
-    with pytest.raises(TargetError, match="'deployer_env' missing"):
+    with pytest.raises(TargetError, match="'api_url' missing"):
         resolve_target(parse("--local", "--state-file", str(state)))
 
 
@@ -96,7 +95,7 @@ def test_outputs_file_gives_an_aws_target(outputs_file: Callable[..., Path]) -> 
 
     # THEN it is the named stack on real AWS (no emulator, no deployer settings)
     assert (target.stack, target.region) == ("prod", "eu-west-1")
-    assert target.aws_endpoint_url is None and target.deployer_env is None and not target.local
+    assert target.aws_endpoint_url is None and not target.local
     assert target.api_url == "https://abc123.execute-api.us-east-1.amazonaws.com/live"
 
 
