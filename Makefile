@@ -7,7 +7,7 @@ STACK ?= dev
 EXTRAS := infra,train,lambda,serve,local,dev
 # The install is redone whenever pyproject.toml changes.
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
-LINT_PATHS := infra training_jobs handlers models mlctl emulator policy tests bench scripts
+LINT_PATHS := infra training_jobs handlers models mlctl emulator policy tests bench scripts examples
 
 .PHONY: install run plan down lint format typecheck test test-only clean
 

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from emulator.isolation import EMULATOR_CREDENTIALS, AccessKeyPair
 from emulator.runtime import BackgroundHttpServer, HttpRequest, HttpResponse, json_response
 from emulator.sigv4 import SignatureRejected, verify_signature
+from handlers.api.openapi import resource_paths
 from infra.gateway_responses import gateway_answer
 from infra.stack_config import ApiAuth
 
@@ -31,7 +32,8 @@ LambdaHandler = Callable[[dict[str, Any], Any], Any]
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 INTEGRATION_TIMEOUT_S = 29.0
-DEFAULT_RESOURCES = ("/", "/v1", "/v1/predict", "/v1/health")  # infra/api.py ROUTES
+# The resources infra/api.py declares: the API's operations and their ancestors.
+DEFAULT_RESOURCES = resource_paths()
 ACCOUNT_ID = "123456789012"
 API_ID = "local"
 FUNCTION_NAME = "local-predict-api"

@@ -1,7 +1,8 @@
 """PredictionApi: the authenticated HTTPS prediction API.
 
-- A regional REST API (``POST /v1/predict``, ``GET /v1/health`` and catch-alls, so unknown routes and
-  wrong methods reach the Lambda, which answers 404/405 in the documented error format), API key +
+- A regional REST API (the operations of ``handlers.api.openapi.OPERATIONS``: ``POST /v1/predict``,
+  ``GET /v1/health``, ``GET /v1/openapi.json``, and catch-alls, so unknown routes and wrong methods
+  reach the Lambda, which answers 404/405 in the documented error format), API key +
   usage plan or IAM authorization on every method, request validation, JSON gateway responses, JSON
   access logs, X-Ray, stage throttling and an optional WAF (:mod:`infra.waf`).
 - The API Lambda (``handlers.api``), allowed to invoke only this stack's endpoint.
@@ -20,6 +21,7 @@ import pulumi
 import pulumi_aws as aws
 
 from handlers.api.endpoint_client import ENDPOINT_NAME_ENV, LAMBDA_TIMEOUT_ENV
+from handlers.api.openapi import API_AUTH_ENV, OPERATIONS, PREDICT_PATH, resource_paths
 from handlers.api.request import MAX_BODY_BYTES_ENV
 from handlers.common.contracts import INPUT_SCHEMA_KEY, METRICS_NAMESPACE
 from handlers.common.input_schema import SCHEMA_URI_ENV
@@ -40,14 +42,16 @@ COMPONENT_TYPE = "mlplatform:index:PredictionApi"
 STAGE_NAME = "live"
 API_GATEWAY_TIMEOUT_SECONDS = 29  # REST API integrations give up after 29 s
 
-# What a prediction request must look like before the Lambda sees it (JSON Schema draft 4). The
-# Lambda checks the instances themselves against the model's input schema.
+# What a prediction request must look like before the Lambda sees it (JSON Schema draft 4): any
+# JSON. The served model's input schema is not known when the stack is planned (the deployer
+# publishes each approved version's own, and a model brought from elsewhere may have none, its
+# requests passing through as sent), so a narrower model here would refuse requests the served
+# model takes. The Lambda checks them against the schema in force (handlers/api/openapi.py
+# describes that check).
 PREDICT_REQUEST_SCHEMA: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-04/schema#",
     "title": "PredictRequest",
-    "type": "object",
-    "properties": {"instance": {}, "instances": {"type": "array", "minItems": 1}},
-    "oneOf": [{"required": ["instance"]}, {"required": ["instances"]}],
+    "description": "A JSON body; the API checks it against the served model's input schema, if it has one",
 }
 
 # One JSON object per request. messageString is already a quoted JSON string; the rest are quoted here.
@@ -137,20 +141,24 @@ class _Route:
     methods: tuple[str, ...]
 
 
+def _routes() -> tuple[_Route, ...]:
+    """The REST API's resources: one per path of the API's operations and each ancestor."""
+    routes = [_Route("root", None, None, ("ANY",)), _Route("root-proxy", "root", "{proxy+}", ("ANY",))]
+    keys = {"/": "root"}
+    for path in resource_paths()[1:]:
+        parent_path, _, part = path.rpartition("/")
+        key = keys[path] = part.replace(".", "-")  # logical names: "predict", "openapi-json"
+        methods = (*OPERATIONS.get(path, ()), "ANY")
+        routes.append(_Route(key, keys[parent_path or "/"], part, methods))
+        routes.append(_Route(f"{key}-proxy", key, "{proxy+}", ("ANY",)))
+    return tuple(routes)
+
+
 # Every level gets an ANY method and a greedy child: without them API Gateway itself answers an
 # unknown path or a wrong method with 403 "Missing Authentication Token"; with them the Lambda answers
 # 404/405 in the documented format. The specific method (POST predict, GET health) wins over ANY.
-ROUTES = (
-    _Route("root", None, None, ("ANY",)),
-    _Route("root-proxy", "root", "{proxy+}", ("ANY",)),
-    _Route("v1", "root", "v1", ("ANY",)),
-    _Route("v1-proxy", "v1", "{proxy+}", ("ANY",)),
-    _Route("predict", "v1", "predict", ("POST", "ANY")),
-    _Route("predict-proxy", "predict", "{proxy+}", ("ANY",)),
-    _Route("health", "v1", "health", ("GET", "ANY")),
-    _Route("health-proxy", "health", "{proxy+}", ("ANY",)),
-)
-VALIDATED_METHOD = ("predict", "POST")
+ROUTES = _routes()
+VALIDATED_METHOD = (PREDICT_PATH.rsplit("/", 1)[-1], "POST")
 
 
 class PredictionApi(pulumi.ComponentResource):
@@ -257,6 +265,8 @@ class PredictionApi(pulumi.ComponentResource):
                 # The botocore timeouts derive from it: it must equal the function's timeout.
                 LAMBDA_TIMEOUT_ENV: str(api.lambda_timeout_seconds),
                 MAX_BODY_BYTES_ENV: str(api.max_body_bytes),
+                # The served OpenAPI document names the same authorization as the methods.
+                API_AUTH_ENV: api.auth.value,
                 "POWERTOOLS_SERVICE_NAME": "prediction-api",
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
@@ -310,7 +320,7 @@ class PredictionApi(pulumi.ComponentResource):
             f"{name}-predict-request-model",
             rest_api=rest_api.id,
             name="PredictRequest",
-            description="A prediction request: an object with `instance` or `instances`",
+            description="A prediction request: JSON (checked by the API against the served model)",
             content_type="application/json",
             schema=json.dumps(PREDICT_REQUEST_SCHEMA),
             opts=self._child(),

@@ -376,6 +376,14 @@ class Monitoring(pulumi.ComponentResource):
                 ],
             },
             {
+                # A version without a baseline gets one built from its first captured requests,
+                # written once (conditional put) where the deployer publishes baselines.
+                "Sid": "StoreCapturedBaseline",
+                "Effect": "Allow",
+                "Action": "s3:PutObject",
+                "Resource": pulumi.Output.concat(args.bucket_arns["artifacts"], "/", BASELINE_KEY),
+            },
+            {
                 # Captured data is encrypted with the stack key, and so is the alert topic.
                 "Sid": "UseStackKey",
                 "Effect": "Allow",

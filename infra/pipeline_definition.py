@@ -11,9 +11,16 @@ makes no AWS call (``mlctl plan`` runs without credentials), uploads nothing and
 deterministic: the same spec always gives byte-identical JSON, so ``pulumi preview`` shows no
 change when nothing changed.
 
-The jobs run the code tarball at ``code_uri`` (the ``training_jobs`` and ``models`` packages)
-as ``python -m training_jobs.<step>``: the scripts use package-relative imports, so a
-one-line launcher unpacks the tarball and runs the module. Container image URIs (and their
+Training runs in SageMaker script mode: the image's training toolkit unpacks the code bundle named
+by ``sagemaker_submit_directory``, installs its ``requirements.txt`` and runs ``sagemaker_program``
+with the hyperparameters as ``--name value`` arguments and the ``SM_*`` contract. The bundle is the
+team's source folder (``training.source``) or, for the built-in example tasks, the platform's own
+(``training_jobs`` and ``models`` with a root ``train.py``): one mechanism for both. With
+``training.image`` alone, the team's image runs with its own entry point.
+
+The processing steps (prepare, evaluate) run a script from a bundle through a one-line launcher
+that unpacks it: the team's script (``training.source.prepare`` / ``.evaluate``) or the platform's
+generic preparer and evaluator (``python -m training_jobs.<step>``). Container image URIs (and their
 account ids) come from the SDK's image table, never from this module.
 """
 
@@ -39,23 +46,29 @@ from typing import TYPE_CHECKING, Any
 import boto3
 
 from handlers.common.contracts import (
+    BASELINE_FILE,
     DATASET_VERSION_KEY,
     HYPERPARAMETER_PREFIX,
+    INPUT_SCHEMA_FILE,
+    METRIC_DIRECTION_PREFIX,
     METRIC_PREFIX,
     TRAINING_JOB_KEY,
     TRIGGER_DATASET_VERSION_KEY,
-    lower_is_better,
 )
 from handlers.common.instance_types import has_instance_storage
+from infra.source_bundle import PLATFORM_ENTRY_POINT
 from infra.stack_config import TrainingConfig
+from training_jobs.dataset_layout import MANIFEST_FILE
 from training_jobs.evaluation_report import (
     CLASSIFICATION_METRICS,
     DATASET_VERSION_PATH,
     EVALUATION_FILE,
+    HIGHER,
+    LOWER,
     REGRESSION_METRICS,
+    direction_json_path,
     metric_json_path,
 )
-from training_jobs.prepare import MANIFEST_FILE
 from training_jobs.sm_env import CONTAINER_CHECKPOINT_DIR
 from training_jobs.tasks import REGRESSION, TASKS
 
@@ -75,22 +88,30 @@ CONDITION_STEP = "CheckEvaluation"
 REGISTER_STEP = "RegisterModel"
 FAIL_STEP = "Fail"
 EVALUATION_REPORT = "EvaluationReport"  # the PropertyFile the condition reads
+DATASET_MANIFEST = "DatasetManifest"  # Prepare's manifest.json: the dataset version (lineage)
 
 _PROCESSING = PurePosixPath("/opt/ml/processing")
-_TRAINING_CODE_CHANNEL = PurePosixPath("/opt/ml/input/data/code")
-# ScriptProcessor appends the code file's container path to the command: the shell gets it as $0.
-_PROCESSING_LAUNCHER = (
-    'set -eu; mkdir -p /tmp/src; tar -xzf "$0" -C /tmp/src; cd /tmp/src; exec python3 -m "$@"'
-)
-# ModelTrainer sets a container entry point only for SourceCode, which uploads driver files under
-# a timestamped key; the definition gets this launcher instead (see _with_training_launcher).
-# torchrun starts one worker per GPU; several instances meet at algo-1 (SageMaker's host names).
-_TRAINING_LAUNCHER = (
-    'set -eu; mkdir -p /opt/ml/code; tar -xzf "$0" -C /opt/ml/code; cd /opt/ml/code; '
-    "g=$(nvidia-smi -L 2>/dev/null | wc -l); exec torchrun {rendezvous} "
-    "--nproc-per-node=$((g > 0 ? g : 1)) -m training_jobs.train"
+_EVALUATION_OUTPUT = _PROCESSING / "output" / "evaluation"
+_SERVING_INPUT = _PROCESSING / "input" / "serving"
+# ScriptProcessor appends the code file's container path to the command: the shell gets it as $0;
+# the step's arguments are the script (or -m module) and its own arguments.
+_PROCESSING_LAUNCHER = 'set -eu; mkdir -p /tmp/src; tar -xzf "$0" -C /tmp/src; cd /tmp/src; exec python3 "$@"'
+# Evaluate runs the same, then puts the data's serving files (the generic preparer's input schema
+# and baseline) beside evaluation.json where the model did not bring its own: the deployer
+# publishes what lies there (handlers/deployer/serving_files.py).
+_EVALUATION_LAUNCHER = (
+    'set -eu; mkdir -p /tmp/src; tar -xzf "$0" -C /tmp/src; cd /tmp/src; python3 "$@"; '
+    f"o={_EVALUATION_OUTPUT}; for f in {_SERVING_INPUT}/*/*.json; do "
+    '[ -e "$f" ] && [ ! -e "$o/${f##*/}" ] && cp "$f" "$o/"; done; true'
 )
 _CONTAINER_ARGUMENT_MAX = 256  # CreateTrainingJob / CreateProcessingJob limit per entry point item
+# SageMaker script mode: what the training toolkit of the framework images reads (hyperparameters).
+SCRIPT_PROGRAM = "sagemaker_program"
+SCRIPT_SUBMIT_DIRECTORY = "sagemaker_submit_directory"
+SCRIPT_REGION = "sagemaker_region"
+SCRIPT_LOG_LEVEL = "sagemaker_container_log_level"
+SCRIPT_TORCH_DISTRIBUTED = "sagemaker_torch_distributed_enabled"  # torchrun, one worker per GPU
+CODE_CHANNEL = "code"
 
 # The newest PyTorch DLC the SDK's image table has for both training and inference on py311.
 FRAMEWORK_VERSION = "2.5"
@@ -101,10 +122,10 @@ PY_VERSION = "py311"
 class PipelineDefinitionSpec:
     """Everything the definition depends on: resolved names and ARNs, and the stack's training settings.
 
-    ``code_uri`` is an ``s3://`` URI of a ``.tar.gz`` holding the packages ``training_jobs/``
-    and ``models/``. ``training`` is the stack's ``training`` section, read as it is (its task is what
-    ``training_jobs`` prepares and trains); ``model_name`` (e.g. ``digits-cnn``) is recorded on the
-    registered model package.
+    ``code_uri`` is an ``s3://`` URI of the platform's bundle (``training_jobs/``, ``models/`` and
+    the built-in ``train.py``); ``source_code_uri`` the team's bundle when ``training.source`` is
+    set. ``training`` is the stack's ``training`` section, read as it is; ``model_name`` (e.g.
+    ``digits-cnn``, or the team's source folder name) is recorded on the registered model package.
     """
 
     pipeline_name: str
@@ -119,6 +140,7 @@ class PipelineDefinitionSpec:
     model_name: str
     inference_instance_type: str  # the endpoint's: registered versions serve on it
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    source_code_uri: str | None = None
     metric_definitions: Sequence[Mapping[str, str]] = ()
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
     processing_instance_type: str = "ml.m5.xlarge"
@@ -129,16 +151,22 @@ class PipelineDefinitionSpec:
     py_version: str = PY_VERSION
 
     def __post_init__(self) -> None:
-        if not (self.code_uri.startswith("s3://") and self.code_uri.endswith(".tar.gz")):
-            raise ValueError(f"code_uri must be an s3:// URI of a .tar.gz, got {self.code_uri!r}")
+        for name in ("code_uri", "source_code_uri"):
+            uri = getattr(self, name)
+            if uri is not None and not (uri.startswith("s3://") and uri.endswith(".tar.gz")):
+                raise ValueError(f"{name} must be an s3:// URI of a .tar.gz, got {uri!r}")
+        if self.training.source is not None and self.source_code_uri is None:
+            raise ValueError("training.source is set: source_code_uri must name its bundle")
 
     @property
-    def lower_is_better(self) -> bool:
-        return lower_is_better(self.training.evaluation_metric)
+    def builtin_task(self) -> str | None:
+        """The built-in example task the stack trains, or None for a team's own code."""
+        own = self.training.source is not None or self.training.image is not None
+        return None if own else self.training.task
 
     @property
     def metric_json_path(self) -> str:
-        """Where evaluate.py puts the metric in evaluation.json."""
+        """Where the evaluation script puts the gate's metric in evaluation.json."""
         return metric_json_path(self.training.evaluation_metric)
 
 
@@ -181,7 +209,7 @@ def build_pipeline_definition(spec: PipelineDefinitionSpec) -> str:
             params,
             evaluate,
             report,
-            if_true=_register_step(spec, session, params, train, (evaluate, report)),
+            if_true=_register_step(spec, session, params, prepare, train, (evaluate, report)),
             if_false=_fail_step(spec, params),
         )
         pipeline = Pipeline(
@@ -193,7 +221,7 @@ def build_pipeline_definition(spec: PipelineDefinitionSpec) -> str:
             pipeline_experiment_config=None,
         )
         definition = json.loads(pipeline.definition())
-    return json.dumps(_with_training_launcher(definition, spec), sort_keys=True, indent=1)
+    return json.dumps(definition, sort_keys=True, indent=1)
 
 
 @contextmanager
@@ -304,11 +332,18 @@ def _parameters(spec: PipelineDefinitionSpec) -> _Parameters:
         training_instance_type=ParameterString(
             "TrainingInstanceType", default_value=spec.training.instance_type
         ),
-        # A hyperparameter, so a string; the task's own default unless an execution says otherwise.
-        training_epochs=ParameterString(
-            "TrainingEpochs", default_value=str(TASKS[spec.training.task].defaults.get("epochs", 10))
-        ),
+        # A hyperparameter, so a string; the configured or the task's default unless an execution
+        # says otherwise.
+        training_epochs=ParameterString("TrainingEpochs", default_value=_default_epochs(spec)),
     )
+
+
+def _default_epochs(spec: PipelineDefinitionSpec) -> str:
+    configured = spec.training.hyperparameters.get("epochs")
+    if configured is not None:
+        return str(configured)
+    task = spec.builtin_task
+    return str(TASKS[task].defaults.get("epochs", 10)) if task else "10"
 
 
 def _image_uri(spec: PipelineDefinitionSpec, instance_type: str, scope: str) -> str:
@@ -364,10 +399,11 @@ def _builder_fingerprint() -> tuple[str, ...]:
 
 _DEFINITION_INPUT_MODULES = (
     "infra.stack_config",
+    "infra.source_bundle",
     "handlers.common.contracts",
     "handlers.common.instance_types",
     "training_jobs.evaluation_report",
-    "training_jobs.prepare",
+    "training_jobs.dataset_layout",
     "training_jobs.sm_env",
     "training_jobs.tasks",
 )
@@ -400,14 +436,18 @@ def _join(*values: Any) -> Any:
     return Join(on="/", values=list(values))
 
 
-def _processor(spec: PipelineDefinitionSpec, session: PipelineSession, job: str) -> Any:
+def _processor(
+    spec: PipelineDefinitionSpec, session: PipelineSession, job: str, launcher: str = _PROCESSING_LAUNCHER
+) -> Any:
     from sagemaker.core.network import NetworkConfig
     from sagemaker.core.processing import ScriptProcessor
 
+    if len(launcher) > _CONTAINER_ARGUMENT_MAX:
+        raise ValueError(f"container argument longer than {_CONTAINER_ARGUMENT_MAX}: {launcher!r}")
     return ScriptProcessor(
         role=spec.role_arn,
         image_uri=_image_uri(spec, spec.processing_instance_type, "training"),
-        command=["/bin/sh", "-c", _PROCESSING_LAUNCHER],
+        command=["/bin/sh", "-c", launcher],
         instance_count=1,
         instance_type=spec.processing_instance_type,
         volume_kms_key=spec.kms_key_arn,
@@ -450,28 +490,65 @@ def _s3_output(name: str, s3_uri: Any) -> Any:
 def _prepare_step(
     spec: PipelineDefinitionSpec, session: PipelineSession, params: _Parameters
 ) -> ProcessingStep:
+    from sagemaker.core.workflow.properties import PropertyFile
     from sagemaker.mlops.workflow.steps import ProcessingStep
 
     # A run prepares everything under InputDataUri (prepare dedupes across batches); the dataset
     # version is the manifest's content hash. DatasetVersion says what started the run (lineage).
     # One output holds train/ validation/ test/ quarantine/ and manifest.json (prepare.py's layout):
     # the manifest is a file at the root, and output folders must not nest.
-    raw = params.input_data_uri
+    folders = [
+        "--input-dir",
+        str(_PROCESSING / "input" / "raw"),
+        "--output-dir",
+        str(_PROCESSING / "output" / "dataset"),
+    ]
+    code, script = _script(spec, "prepare", "training_jobs.prepare")
     step_args = _processor(spec, session, "prepare").run(
-        code=spec.code_uri,
-        inputs=[_s3_input("raw", raw)],
+        code=code,
+        inputs=[_s3_input("raw", params.input_data_uri)],
         outputs=[_s3_output("dataset", _run_uri(spec.processed_bucket, "processed"))],
         arguments=[
-            "training_jobs.prepare",
-            "--task",
-            spec.training.task,
-            "--input-dir",
-            str(_PROCESSING / "input" / "raw"),
-            "--output-dir",
-            str(_PROCESSING / "output" / "dataset"),
+            *script,
+            *folders,
+            *([] if spec.training.source and spec.training.source.prepare else _data_arguments(spec)),
         ],
     )
-    return ProcessingStep(name=PREPARE_STEP, step_args=step_args)
+    manifest = PropertyFile(name=DATASET_MANIFEST, output_name="dataset", path=MANIFEST_FILE)
+    return ProcessingStep(name=PREPARE_STEP, step_args=step_args, property_files=[manifest])
+
+
+def _script(spec: PipelineDefinitionSpec, step: str, platform_module: str) -> tuple[str, list[str]]:
+    """The bundle and the launcher arguments of a processing step: the team's own script for
+    ``step`` (``training.source.<step>``) when it has one, else the platform's module."""
+    team_script = getattr(spec.training.source, step, None) if spec.training.source else None
+    if team_script:
+        assert spec.source_code_uri is not None  # checked in __post_init__
+        return spec.source_code_uri, [team_script]
+    return spec.code_uri, ["-m", platform_module]
+
+
+def _data_arguments(spec: PipelineDefinitionSpec) -> list[str]:
+    """The generic preparer's arguments: the built-in task, or the team's declared data schema."""
+    dataset = spec.training.dataset
+    if dataset is None:
+        return ["--task", spec.training.task]
+    arguments = ["--format", dataset.format, "--problem", dataset.problem]
+    if dataset.target is not None:
+        arguments += ["--target", dataset.target]
+    if dataset.features is not None:
+        arguments += ["--features", ",".join(dataset.features)]
+    if dataset.categorical:
+        arguments += ["--categorical", ",".join(dataset.categorical)]
+    if dataset.format == "jsonl":
+        arguments += ["--text-field", dataset.text_field, "--label-field", dataset.label_field]
+    for argument in arguments:
+        if len(argument) > _CONTAINER_ARGUMENT_MAX:
+            raise ValueError(
+                f"training.dataset: {argument[:40]!r}... is longer than the {_CONTAINER_ARGUMENT_MAX} "
+                "characters SageMaker allows per container argument"
+            )
+    return arguments
 
 
 def _dataset_uri(prepare: ProcessingStep) -> Any:
@@ -496,8 +573,9 @@ def _train_step(
     trainer = ModelTrainer(
         sagemaker_session=session,
         role=spec.role_arn,
-        # A GPU image: the instance type parameter may change per run, the spec's is the default.
-        training_image=_image_uri(spec, spec.training.instance_type, "training"),
+        # The team's image, or a GPU framework image: the instance type parameter may change per
+        # run, the spec's is the default.
+        training_image=spec.training.image or _image_uri(spec, spec.training.instance_type, "training"),
         base_job_name="train",
         compute=Compute(
             instance_type=params.training_instance_type,
@@ -511,7 +589,7 @@ def _train_step(
             max_runtime_in_seconds=spec.training.max_runtime_seconds,
             max_wait_time_in_seconds=spec.training.max_wait_seconds if spec.training.use_spot else None,
         ),
-        # A spot interruption restarts the job; train.py resumes from the last checkpoint here.
+        # A spot interruption restarts the job; the script resumes from the last checkpoint here.
         checkpoint_config=CheckpointConfig(
             s3_uri=_run_uri(spec.artifacts_bucket, "checkpoints", ""),
             local_path=CONTAINER_CHECKPOINT_DIR,
@@ -523,12 +601,7 @@ def _train_step(
             enable_network_isolation=spec.training.network_isolation,
             enable_inter_container_traffic_encryption=spec.training.inter_container_encryption,
         ),
-        # train.py rejects unknown hyperparameters; the task selects the architecture.
-        hyperparameters={
-            **spec.hyperparameters,
-            "task": spec.training.task,
-            "epochs": params.training_epochs,
-        },
+        hyperparameters=_training_hyperparameters(spec, params),
     ).with_metric_definitions(
         [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in spec.metric_definitions]
     )
@@ -538,10 +611,67 @@ def _train_step(
             InputData(channel_name="train", data_source=_join(dataset, "train", "")),
             InputData(channel_name="validation", data_source=_join(dataset, "validation", "")),
             InputData(channel_name="manifest", data_source=_join(dataset, MANIFEST_FILE)),
-            InputData(channel_name="code", data_source=spec.code_uri),
+            *_code_channel(spec),
         ]
     )
     return TrainingStep(name=TRAIN_STEP, step_args=step_args)
+
+
+def _training_hyperparameters(spec: PipelineDefinitionSpec, params: _Parameters) -> dict[str, Any]:
+    """The stack's hyperparameters, the built-in task's, and script mode's own keys."""
+    configured: dict[str, Any] = {
+        name: _hyperparameter_text(v) for name, v in spec.training.hyperparameters.items()
+    }
+    task = spec.builtin_task
+    if task is not None:
+        configured["task"] = task
+    if task is not None or "epochs" in configured:
+        configured["epochs"] = params.training_epochs  # mlctl train --epochs sets it per execution
+    return {**spec.hyperparameters, **configured, **_script_mode(spec)}
+
+
+def _script_bundle(spec: PipelineDefinitionSpec) -> tuple[str, str] | None:
+    """The entry point and bundle script mode runs: the team's, the platform's for a built-in task,
+    or None for a team's own image without source (it runs its own entry point)."""
+    if spec.training.source is not None:
+        assert spec.source_code_uri is not None  # checked in __post_init__
+        return spec.training.source.entry_point, spec.source_code_uri
+    if spec.training.image is None:
+        return PLATFORM_ENTRY_POINT, spec.code_uri
+    return None
+
+
+def _code_channel(spec: PipelineDefinitionSpec) -> list[Any]:
+    """The bundle as the "code" channel: with network isolation the container cannot reach S3, so
+    the toolkit unpacks it from the channel (as the SDK's estimators do)."""
+    from sagemaker.core.training.configs import InputData
+
+    script = _script_bundle(spec)
+    return [] if script is None else [InputData(channel_name=CODE_CHANNEL, data_source=script[1])]
+
+
+def _script_mode(spec: PipelineDefinitionSpec) -> dict[str, str]:
+    """What the framework image's training toolkit needs to run a bundle's entry point."""
+    script = _script_bundle(spec)
+    if script is None:
+        return {}
+    # The built-in tasks' train.py is DistributedDataParallel-aware (one worker per GPU); a team's
+    # script gets torchrun when it asks for several instances.
+    distributed = spec.training.source is None or spec.training.instance_count > 1
+    keys = {
+        SCRIPT_PROGRAM: script[0],
+        SCRIPT_SUBMIT_DIRECTORY: f"/opt/ml/input/data/{CODE_CHANNEL}/{PurePosixPath(script[1]).name}",
+        SCRIPT_REGION: spec.region,
+        SCRIPT_LOG_LEVEL: "20",
+    }
+    if distributed:
+        keys[SCRIPT_TORCH_DISTRIBUTED] = "true"
+    return keys
+
+
+def _hyperparameter_text(value: str | int | float | bool) -> str:
+    """SageMaker hyperparameters are strings; booleans as the toolkit decodes them (JSON)."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 def _evaluate_step(
@@ -551,30 +681,54 @@ def _evaluate_step(
     from sagemaker.mlops.workflow.steps import ProcessingStep
 
     report = PropertyFile(name=EVALUATION_REPORT, output_name="evaluation", path=EVALUATION_FILE)
-    step_args = _processor(spec, session, "evaluate").run(
-        code=spec.code_uri,
+    code, script = _script(spec, "evaluate", "training_jobs.evaluate")
+    step_args = _processor(spec, session, "evaluate", _EVALUATION_LAUNCHER).run(
+        code=code,
         inputs=[
             _s3_input("model", train.properties.ModelArtifacts.S3ModelArtifacts),
             _s3_input("test", _join(_dataset_uri(prepare), "test", "")),
+            *_serving_inputs(spec, prepare),
         ],
         outputs=[_s3_output("evaluation", _run_uri(spec.artifacts_bucket, "evaluation"))],
         arguments=[
-            "training_jobs.evaluate",
+            *script,
             "--model-dir",
             str(_PROCESSING / "input" / "model"),
             "--test-dir",
             str(_PROCESSING / "input" / "test"),
             "--output-dir",
-            str(_PROCESSING / "output" / "evaluation"),
+            str(_EVALUATION_OUTPUT),
         ],
     )
     return ProcessingStep(name=EVALUATE_STEP, step_args=step_args, property_files=[report]), report
 
 
-def _register_step(
+def _serving_inputs(spec: PipelineDefinitionSpec, prepare: ProcessingStep) -> list[Any]:
+    """The generic preparer's input schema and baseline, for the evaluation launcher to publish
+    beside the report (a team's own preparation script makes none)."""
+    if spec.training.dataset is None or (spec.training.source and spec.training.source.prepare):
+        return []
+    from sagemaker.core.shapes import ProcessingInput, ProcessingS3Input
+
+    return [
+        ProcessingInput(
+            input_name=f"serving-{name.split('.')[0]}",
+            s3_input=ProcessingS3Input(
+                s3_uri=_join(_dataset_uri(prepare), name),
+                s3_data_type="S3Prefix",
+                s3_input_mode="File",
+                local_path=str(_SERVING_INPUT / name.split(".")[0]),
+            ),
+        )
+        for name in (INPUT_SCHEMA_FILE, BASELINE_FILE)
+    ]
+
+
+def _register_step(  # noqa: PLR0917 - the steps it reads from
     spec: PipelineDefinitionSpec,
     session: PipelineSession,
     params: _Parameters,
+    prepare: ProcessingStep,
     train: TrainingStep,
     evaluation: tuple[ProcessingStep, PropertyFile],
 ) -> ModelStep:
@@ -608,17 +762,18 @@ def _register_step(
         model_metrics=ModelMetrics(
             model_statistics=MetricsSource(content_type="application/json", s3_uri=report_uri)
         ),
-        description=(
-            f"{spec.model_name} for task {spec.training.task}, gated on {spec.training.evaluation_metric}"
-        ),
+        description=f"{spec.model_name}{_task_text(spec)}, gated on {spec.training.evaluation_metric}",
         # What the registry, mlctl and the champion gate read (handlers/registry/client.py): each
         # metric of evaluation.json, the dataset version it was trained on, the job and its epochs.
         # Join turns JsonGet's number into the string a metadata value must be.
         customer_metadata_properties={
             "model": spec.model_name,
-            "task": spec.training.task,
+            **({"task": spec.builtin_task} if spec.builtin_task else {}),
             TRIGGER_DATASET_VERSION_KEY: params.dataset_version,
-            DATASET_VERSION_KEY: reported(DATASET_VERSION_PATH),
+            # The dataset version from Prepare's manifest: an evaluation script need not repeat it.
+            DATASET_VERSION_KEY: JsonGet(
+                step_name=prepare.name, property_file=DATASET_MANIFEST, json_path=DATASET_VERSION_PATH
+            ),
             TRAINING_JOB_KEY: train.properties.TrainingJobName,
             f"{HYPERPARAMETER_PREFIX}epochs": params.training_epochs,
             **{
@@ -632,30 +787,42 @@ def _register_step(
                 )
                 for metric in _reported_metrics(spec)
             },
+            # Which way each is better, as the report states it (the champion gate reads these).
+            **{
+                f"{METRIC_DIRECTION_PREFIX}{metric}": reported(direction_json_path(metric))
+                for metric in _reported_metrics(spec)
+            },
         },
     )
     return ModelStep(name=REGISTER_STEP, step_args=step_args)
 
 
 def _reported_metrics(spec: PipelineDefinitionSpec) -> tuple[str, ...]:
-    """The metrics evaluate.py writes for the stack's task."""
-    regression = TASKS[spec.training.task].kind == REGRESSION
-    return REGRESSION_METRICS if regression else CLASSIFICATION_METRICS
+    """The metrics the registration records: every metric the platform's evaluator writes for a
+    built-in task; the gate's metric for a team's evaluation script (its whole report is the
+    version's model quality statistics)."""
+    task = spec.builtin_task
+    if task is None:
+        return (spec.training.evaluation_metric,)
+    return REGRESSION_METRICS if TASKS[task].kind == REGRESSION else CLASSIFICATION_METRICS
+
+
+def _task_text(spec: PipelineDefinitionSpec) -> str:
+    return f" for task {spec.builtin_task}" if spec.builtin_task else " (the team's training code)"
 
 
 def _fail_step(spec: PipelineDefinitionSpec, params: _Parameters) -> FailStep:
     from sagemaker.core.workflow.functions import Join
     from sagemaker.mlops.workflow.fail_step import FailStep
 
-    wanted = "<=" if spec.lower_is_better else ">="
     return FailStep(
         name=FAIL_STEP,
         error_message=Join(
             on=" ",
             values=[
-                f"Model not registered: {spec.training.evaluation_metric} on the test split is not {wanted}",
+                f"Model not registered: {spec.training.evaluation_metric} on the test split does not meet",
                 params.evaluation_threshold,
-                f"(see {EVALUATION_FILE} of step {EVALUATE_STEP})",
+                f"in the direction {EVALUATION_FILE} states (see step {EVALUATE_STEP})",
             ],
         ),
     )
@@ -670,38 +837,43 @@ def _condition_step(
     if_true: ModelStep,
     if_false: FailStep,
 ) -> ConditionStep:
+    """The metric against the threshold in the direction the report states for it.
+
+    Conditions of a step must all hold, and SageMaker has no And: "higher is better => value >=
+    threshold" is ``direction == lower OR value >= threshold``, and its mirror for lower. A report
+    without the metric or its direction fails the step (JsonGet finds nothing).
+    """
     from sagemaker.core.workflow.conditions import (
+        ConditionEquals,
         ConditionGreaterThanOrEqualTo,
         ConditionLessThanOrEqualTo,
+        ConditionOr,
     )
     from sagemaker.core.workflow.functions import JsonGet
     from sagemaker.mlops.workflow.condition_step import ConditionStep
 
-    metric = JsonGet(step_name=evaluate.name, property_file=report, json_path=spec.metric_json_path)
-    compare = ConditionLessThanOrEqualTo if spec.lower_is_better else ConditionGreaterThanOrEqualTo
+    def reported(path: str) -> JsonGet:
+        return JsonGet(step_name=evaluate.name, property_file=report, json_path=path)
+
+    metric = reported(spec.metric_json_path)
+    direction = reported(direction_json_path(spec.training.evaluation_metric))
+    threshold = params.evaluation_threshold
     return ConditionStep(
         name=CONDITION_STEP,
-        conditions=[compare(left=metric, right=params.evaluation_threshold)],
+        conditions=[
+            ConditionOr(
+                conditions=[
+                    ConditionEquals(left=direction, right=LOWER),
+                    ConditionGreaterThanOrEqualTo(left=metric, right=threshold),
+                ]
+            ),
+            ConditionOr(
+                conditions=[
+                    ConditionEquals(left=direction, right=HIGHER),
+                    ConditionLessThanOrEqualTo(left=metric, right=threshold),
+                ]
+            ),
+        ],
         if_steps=[if_true],
         else_steps=[if_false],
     )
-
-
-def _with_training_launcher(definition: dict[str, Any], spec: PipelineDefinitionSpec) -> dict[str, Any]:
-    """Give the Train step the launcher that unpacks the code channel and runs torchrun."""
-    if spec.training.instance_count == 1:
-        rendezvous = "--standalone"
-    else:
-        rendezvous = (
-            f"--nnodes={spec.training.instance_count} --rdzv-backend=c10d --rdzv-endpoint=algo-1:29400"
-        )
-    script = _TRAINING_LAUNCHER.format(rendezvous=rendezvous)
-    code_file = str(_TRAINING_CODE_CHANNEL / PurePosixPath(spec.code_uri).name)
-    for item in (script, code_file):
-        if len(item) > _CONTAINER_ARGUMENT_MAX:
-            raise ValueError(f"container argument longer than {_CONTAINER_ARGUMENT_MAX}: {item!r}")
-    (train,) = (step for step in definition["Steps"] if step["Name"] == TRAIN_STEP)
-    algorithm = train["Arguments"]["AlgorithmSpecification"]
-    algorithm["ContainerEntrypoint"] = ["/bin/sh", "-c"]
-    algorithm["ContainerArguments"] = [script, code_file]
-    return definition

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -101,8 +102,61 @@ class DataConfig(_Section):
 TrainingTask = Literal["digits", "diabetes", "spam"]
 
 
+def _inside_project(value: str) -> str:
+    if value.startswith("/") or ".." in value.split("/"):
+        raise ValueError("must be a relative path inside the project (no leading / and no ..)")
+    return value
+
+
+# A relative path inside the project (no "..", no absolute path): what the code bundle is built from.
+ProjectPath = Annotated[str, StringConstraints(pattern=r"^[\w.\-/]+$"), AfterValidator(_inside_project)]
+ScriptName = Annotated[str, StringConstraints(pattern=r"^[\w\-/]+\.py$")]
+# An ECR image URI (account.dkr.ecr.region.amazonaws.com/name:tag or @sha256:...).
+ImageUri = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+(:[\w.-]{1,128}|@sha256:[0-9a-f]{64})$"
+    ),
+]
+HyperparameterName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,255}$")]
+ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^,\n]+$")]
+
+
+class TrainingSourceConfig(_Section):
+    """A team's training code: a folder of the project and the script SageMaker runs from it
+    (script mode: ``python <entryPoint> --name value ...`` under the training container contract).
+    ``requirements.txt`` in the folder is installed before the script starts."""
+
+    dir: ProjectPath
+    entry_point: ScriptName = "train.py"
+    # The team's own preparation / evaluation scripts in the same folder; unset, the platform's
+    # generic preparer (training.dataset) and evaluator run.
+    prepare: ScriptName | None = None
+    evaluate: ScriptName | None = None
+
+
+class DatasetConfig(_Section):
+    """The declared schema of a team's data, read by the platform's generic preparer."""
+
+    format: Literal["csv", "parquet", "jsonl", "images"] = "csv"
+    target: ColumnName | None = None  # tabular: the column to predict
+    features: tuple[ColumnName, ...] | None = None  # tabular: None means every other column
+    problem: Literal["classification", "regression"] = "classification"
+    categorical: tuple[ColumnName, ...] = ()
+    text_field: ColumnName = "text"  # jsonl
+    label_field: ColumnName = "label"  # jsonl
+    # Files `mlctl local up` puts under raw/ (a file or folder of the project): the team's data.
+    local_sample: ProjectPath | None = None
+
+
 class TrainingConfig(_Section):
+    # A built-in example (training_jobs/tasks.py); a team's own code comes in `source` or `image`.
     task: TrainingTask = "digits"
+    source: TrainingSourceConfig | None = None
+    image: ImageUri | None = None
+    # Handed to the training script as `--name value` and SM_HPS (SageMaker's hyperparameters).
+    hyperparameters: dict[HyperparameterName, str | int | float | bool] = Field(default_factory=dict)
+    dataset: DatasetConfig | None = None
     instance_type: InstanceType = DEFAULT_INSTANCE_TYPE
     instance_count: PositiveInt = 1
     use_spot: bool = True
@@ -473,6 +527,7 @@ def _serving_issues(config: StackConfig) -> Iterable[ConfigIssue]:
 
 
 def _training_issues(training: TrainingConfig) -> Iterable[ConfigIssue]:
+    yield from _training_code_issues(training)
     if training.use_spot and training.max_wait_seconds < training.max_runtime_seconds:
         yield ConfigIssue(
             f"{PROJECT}:training.maxWaitSeconds",
@@ -626,3 +681,51 @@ def to_pulumi_config(values: Mapping[str, Any]) -> dict[str, str]:
         else:
             encoded[key] = json.dumps(value)
     return encoded
+
+
+def _training_code_issues(training: TrainingConfig) -> Iterable[ConfigIssue]:
+    """A built-in example task, or the team's own code and data: never a mix of the two."""
+    own_code = training.source is not None or training.image is not None
+    if own_code and "task" in training.model_fields_set:
+        yield ConfigIssue(
+            f"{PROJECT}:training.task",
+            training.task,
+            "selects a built-in example; remove it when training.source or training.image is set",
+        )
+    if own_code and training.dataset is None and (training.source is None or training.source.prepare is None):
+        yield ConfigIssue(
+            f"{PROJECT}:training.dataset",
+            None,
+            "a team's training code needs its data declared (training.dataset) or its own "
+            "preparation script (training.source.prepare)",
+        )
+    if own_code and (training.source is None or training.source.evaluate is None):
+        yield ConfigIssue(
+            f"{PROJECT}:training.source.evaluate",
+            None,
+            "a team's model needs its evaluation script (it writes evaluation.json, "
+            "docs/bring-your-own-model.md); the platform's evaluator reads only the built-in models",
+        )
+    if training.dataset is not None and training.dataset.format in ("csv", "parquet"):
+        if training.dataset.target is None:
+            yield ConfigIssue(
+                f"{PROJECT}:training.dataset.target", None, "tabular data needs its target column"
+            )
+    if training.source is not None:
+        yield from _source_file_issues(training.source)
+
+
+def _source_file_issues(source: TrainingSourceConfig) -> Iterable[ConfigIssue]:
+    """Each named script must be a file of the source folder (checked before anything is built)."""
+    folder = project_root() / source.dir
+    if not folder.is_dir():
+        yield ConfigIssue(f"{PROJECT}:training.source.dir", source.dir, "must be a folder of the project")
+        return
+    scripts = {"entryPoint": source.entry_point, "prepare": source.prepare, "evaluate": source.evaluate}
+    for key, name in scripts.items():
+        if name is not None and not (folder / name).is_file():
+            yield ConfigIssue(
+                f"{PROJECT}:training.source.{key}",
+                name,
+                f"must be a file in training.source.dir ({source.dir})",
+            )

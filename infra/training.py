@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 import pulumi
@@ -24,8 +25,8 @@ from infra.iam import (
     volume_key_grant_statement,
 )
 from infra.pipeline_definition import PipelineDefinitionSpec, pipeline_definition
-from infra.source_bundle import build_source_bundle
-from infra.stack_config import TrainingConfig
+from infra.source_bundle import SourceBundle, build_folder_bundle, build_source_bundle
+from infra.stack_config import TrainingConfig, project_root
 from training_jobs.tasks import TASKS
 
 COMPONENT_TYPE = "mlplatform:index:TrainingPipeline"
@@ -84,6 +85,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             opts=self._child(),
         )
         self.code = self._upload_code()
+        self.source_code = self._upload_source_code()
         self.definition = self._definition()
         self.role_policy = aws.iam.RolePolicy(
             f"{name}-execution-policy",
@@ -99,7 +101,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             role_arn=self.role.arn,
             pipeline_definition=self.definition,
             # The jobs need the code and the role's permissions from their first run on.
-            opts=self._child(depends_on=[self.code, self.role_policy]),
+            opts=self._child(depends_on=[self.code, *self.source_code, self.role_policy]),
         )
         self._triggers()
         self.register_outputs(
@@ -112,12 +114,27 @@ class TrainingPipeline(pulumi.ComponentResource):
     # --- code and definition -------------------------------------------------------------------------
 
     def _upload_code(self) -> aws.s3.BucketObjectv2:
+        """The platform's bundle: its generic preparer and evaluator, and the built-in tasks."""
         bundle = build_source_bundle()
-        self.code_uri = pulumi.Output.concat(
-            "s3://", self._args.bucket_names["artifacts"], "/", bundle.s3_key
-        )
+        self.code_uri = self._bundle_uri(bundle)
+        return self._bundle_object("code", bundle)
+
+    def _upload_source_code(self) -> list[aws.s3.BucketObjectv2]:
+        """The team's source folder (``training.source``) as its own content-addressed bundle."""
+        source = self._args.training.source
+        self.source_code_uri: pulumi.Output[str] | None = None
+        if source is None:
+            return []
+        bundle = build_folder_bundle(project_root() / source.dir)
+        self.source_code_uri = self._bundle_uri(bundle)
+        return [self._bundle_object("source-code", bundle)]
+
+    def _bundle_uri(self, bundle: SourceBundle) -> pulumi.Output[str]:
+        return pulumi.Output.concat("s3://", self._args.bucket_names["artifacts"], "/", bundle.s3_key)
+
+    def _bundle_object(self, suffix: str, bundle: SourceBundle) -> aws.s3.BucketObjectv2:
         return aws.s3.BucketObjectv2(
-            f"{self._name}-code",
+            f"{self._name}-{suffix}",
             bucket=self._args.bucket_names["artifacts"],
             key=bundle.s3_key,
             source=pulumi.FileAsset(str(bundle.path)),
@@ -138,6 +155,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             artifacts=names["artifacts"],
             key=args.kms_key_arn,
             code_uri=self.code_uri,
+            source_code_uri=self.source_code_uri,
             group=args.model_package_group_name,
         ).apply(
             lambda known: pipeline_definition(
@@ -150,10 +168,11 @@ class TrainingPipeline(pulumi.ComponentResource):
                     artifacts_bucket=known["artifacts"],
                     kms_key_arn=known["key"],
                     code_uri=known["code_uri"],
+                    source_code_uri=known["source_code_uri"],
                     model_package_group_name=known["group"],
                     training=training,
                     metric_definitions=list(args.metric_definitions),
-                    model_name=TASKS[training.task].model_name,
+                    model_name=model_name(training),
                     inference_instance_type=args.serving_instance_type,
                 )
             )
@@ -348,3 +367,13 @@ def image_repository_arn(image_uri: str) -> str:
     account, _, _, region, *_ = registry.split(".")
     partition = "aws-cn" if registry.endswith(".cn") else "aws"
     return f"arn:{partition}:ecr:{region}:{account}:repository/{repository.split(':')[0].split('@')[0]}"
+
+
+def model_name(training: TrainingConfig) -> str:
+    """What a registered version records as its model: the built-in task's architecture, or the
+    team's source folder (or image repository) name."""
+    if training.source is not None:
+        return PurePosixPath(training.source.dir).name
+    if training.image is not None:
+        return training.image.split("/", 1)[1].split(":")[0].split("@")[0].replace("/", "-")
+    return TASKS[training.task].model_name

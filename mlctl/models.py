@@ -29,6 +29,7 @@ from handlers.deployer.plan import approval_event
 from handlers.registry import champion
 from handlers.registry.client import APPROVAL_STATUSES, APPROVED, ModelRegistry, ModelVersion
 from infra.stack_config import StackConfigError, UnknownStackError, load_stack_config
+from mlctl.register import add_register_parser
 from mlctl.targets import (
     EXIT_OK,
     CommandError,
@@ -44,8 +45,10 @@ LAMBDA_MAX_SECONDS = 900  # a listing stays one line per version
 
 
 def add_models_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``mlctl models list|show|approve|reject|rollback`` on ``commands``."""
-    models = commands.add_parser("models", help="list, inspect, approve, reject and roll back model versions")
+    """Register ``mlctl models list|show|register|approve|reject|rollback`` on ``commands``."""
+    models = commands.add_parser(
+        "models", help="list, inspect, register, approve, reject and roll back model versions"
+    )
     actions = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
 
     listing = actions.add_parser("list", help="the stack's model versions, newest first")
@@ -59,6 +62,8 @@ def add_models_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     show.add_argument("version", type=int, metavar="VERSION")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=_show)
+
+    register = add_register_parser(actions)
 
     approve = actions.add_parser("approve", help="approve a version (the deployer then deploys it)")
     approve.add_argument("version", type=int, metavar="VERSION")
@@ -94,7 +99,7 @@ def add_models_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     rollback.set_defaults(handler=_rollback)
 
-    for parser in (listing, show, approve, reject, rollback):
+    for parser in (listing, show, register, approve, reject, rollback):
         add_target_arguments(parser)
 
 
@@ -161,7 +166,7 @@ def champion_gate(
     if serving is None:
         print(f"champion gate: nothing is served yet; {challenger.label} is the first")
         return None
-    decision = champion.compare(serving.metrics, challenger.metrics, margin=_margin(target, margin))
+    decision = champion.compare_versions(serving, challenger, _margin(target, margin))
     champion.record_decision(client(target, "sagemaker"), arn, decision, serving)
     print(f"champion gate ({serving.label} vs {challenger.label}): {decision.reason}")
     return decision

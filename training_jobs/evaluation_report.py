@@ -4,7 +4,13 @@ The pipeline's condition reads a metric through a ``PropertyFile`` and ``JsonGet
 :func:`metric_json_path`; this module imports nothing heavy, so the pipeline definition can import it.
 
     {"model": "digits-cnn", "task": "digits", "dataset_version": "<sha256>", "samples": 180,
-     "metrics": {"accuracy": {"value": 0.95}, "precision": {"value": ...}, ...}}
+     "metrics": {"accuracy": {"value": 0.95, "direction": "higher"},
+                 "rmse": {"value": 41.2, "direction": "lower"}, ...}}
+
+This is the evaluation contract (docs/bring-your-own-model.md): a team's own evaluation script
+writes the same file. Each metric has its value and its direction (which way is better); the
+pipeline's gate, the registration and the champion gate read both from here. Only ``metrics`` is
+required; ``dataset_version`` and ``samples`` are recorded when present.
 """
 
 from __future__ import annotations
@@ -18,6 +24,15 @@ DATASET_VERSION_PATH = "dataset_version"  # JsonGet's path to the dataset versio
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
+HIGHER, LOWER = "higher", "lower"  # a metric's "direction": which way is better
+DIRECTIONS = (HIGHER, LOWER)
+# The directions of the metrics this module computes (a team's script states its own).
+METRIC_DIRECTIONS = {
+    **dict.fromkeys(CLASSIFICATION_METRICS, HIGHER),
+    "rmse": LOWER,
+    "mae": LOWER,
+    "r2": HIGHER,
+}
 
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, float]:
@@ -65,13 +80,20 @@ def build_report(
         "task": task,
         "dataset_version": dataset_version,
         "samples": samples,
-        "metrics": {name: {"value": value} for name, value in metrics.items()},
+        "metrics": {
+            name: {"value": value, "direction": METRIC_DIRECTIONS[name]} for name, value in metrics.items()
+        },
     }
 
 
 def metric_json_path(metric: str) -> str:
     """Where :func:`build_report` puts ``metric``, as JsonGet's dotted path."""
     return f"metrics.{metric}.value"
+
+
+def direction_json_path(metric: str) -> str:
+    """Where the report says which way ``metric`` is better (``higher`` or ``lower``)."""
+    return f"metrics.{metric}.direction"
 
 
 def _same_length(a: Sequence[Any], b: Sequence[Any]) -> None:

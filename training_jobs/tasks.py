@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CLASSIFICATION = "classification"
-REGRESSION = "regression"
+from .data_schema import CLASSIFICATION, REGRESSION, SchemaError
 
 DIABETES_FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 
@@ -73,15 +72,15 @@ class TaskSpec:
         if self.data_format == "jsonl":
             return json.dumps({"text": record.features, self.target_name: self.labels[int(record.target)]})
         assert isinstance(record.features, tuple)
-        target = self.labels[int(record.target)] if self.labels else _number(float(record.target))
-        return ",".join([*(_number(v) for v in record.features), target])
+        target = self.labels[int(record.target)] if self.labels else number_text(float(record.target))
+        return ",".join([*(number_text(v) for v in record.features), target])
 
     def dedupe_key(self, record: Record) -> str:
         """Identical inputs count once, whatever their label: a contradicting copy is noise, and
         a copy in both train and test would leak."""
         if isinstance(record.features, str):
             return " ".join(record.features.lower().split())
-        return ",".join(_number(v) for v in record.features)
+        return ",".join(number_text(v) for v in record.features)
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -135,7 +134,10 @@ def data_lines(task: TaskSpec, path: Path) -> Iterator[str]:
         if task.data_format == "csv":
             header = next(csv.reader([handle.readline()]), [])
             if [h.strip() for h in header] != task.header():
-                raise ValueError(f"{path}: header does not match task {task.name!r}")
+                raise SchemaError(
+                    f"{path.name}: header does not match task {task.name!r}; "
+                    f"expected {','.join(task.header())}"
+                )
         for line in handle:
             yield line.rstrip("\r\n")
 
@@ -154,7 +156,8 @@ def write_records(task: TaskSpec, records: list[Record], path: Path) -> None:
         handle.write("".join(f"{line}\n" for line in lines))
 
 
-def _number(value: float) -> str:
+def number_text(value: float) -> str:
+    """The canonical text of a number: equal values give equal text (``28.0`` and ``28`` too)."""
     return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 
@@ -169,7 +172,8 @@ def _parse_csv(task: TaskSpec, line: str) -> Record:
     return Record(features, _label_index(task, raw_target) if task.labels else _finite(raw_target))
 
 
-def _parse_jsonl(task: TaskSpec, line: str) -> Record:
+def json_object(line: str) -> dict[str, Any]:
+    """One JSON-lines row as an object; a malformed one is a :class:`MalformedRecord` with its reason."""
     if not line.strip():
         raise MalformedRecord("empty_row")
     try:
@@ -178,6 +182,11 @@ def _parse_jsonl(task: TaskSpec, line: str) -> Record:
         raise MalformedRecord("invalid_json", str(exc)) from None
     if not isinstance(document, dict):
         raise MalformedRecord("not_an_object")
+    return document
+
+
+def _parse_jsonl(task: TaskSpec, line: str) -> Record:
+    document = json_object(line)
     if "text" not in document or task.target_name not in document:
         raise MalformedRecord("missing_field")
     text, label = document["text"], document[task.target_name]

@@ -1,12 +1,14 @@
 """The training job: SageMaker's training-container contract around the ``Trainer``.
 
-Run as ``python -m training_jobs.train [--name value ...]`` (one process) or under
-``torchrun --nproc_per_node N -m training_jobs.train`` (DistributedDataParallel). Paths come
-from ``sm_env`` (``/opt/ml`` in SageMaker, ``MLP_SM_ROOT`` locally): hyperparameters from
-``input/config/hyperparameters.json`` (CLI arguments win), data from the ``train`` and
-``validation`` channels, the model to ``SM_MODEL_DIR``, checkpoints to ``<root>/checkpoints``
-(resumed automatically), and on any error the reason to ``<root>/output/failure`` and a
-non-zero exit code.
+Run as ``python -m training_jobs.train [--name value ...]`` (one process), as script mode runs
+an entry point (``python train.py --name value ...``, a shim calling ``main``), or under
+``torchrun --nproc_per_node N -m training_jobs.train`` (DistributedDataParallel); ``--help``
+lists every hyperparameter. Paths come from ``sm_env`` (``/opt/ml`` in SageMaker,
+``MLP_SM_ROOT`` locally): hyperparameters from ``input/config/hyperparameters.json`` or
+``SM_HPS`` (CLI arguments win), data from the ``train`` and ``validation`` channels, the model
+to ``SM_MODEL_DIR``, checkpoints to ``<root>/checkpoints`` (resumed automatically when they
+belong to this run), and on any error the reason to ``<root>/output/failure`` and a non-zero
+exit code: 2 for a hyperparameter or a checkpoint of another run, 1 for anything else.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import random
 import sys
 import traceback
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,9 +30,16 @@ from torch.nn.parallel import DistributedDataParallel
 
 from models import REGRESSION, TaskModel, build, save_model
 
-from . import data, distributed
+from . import data, distributed, sm_env
 from .baselines import validation_confidences, write_baseline
-from .hyperparameters import HyperparameterError, Hyperparameters, parse_cli, parse_hyperparameters
+from .checkpoint import CheckpointMismatchError
+from .hyperparameters import (
+    RESTART,
+    HyperparameterError,
+    Hyperparameters,
+    parse_cli,
+    parse_hyperparameters,
+)
 from .input_contract import write_input_schema
 from .metrics import METRIC_DEFINITIONS
 from .prepare import MANIFEST_FILE
@@ -44,6 +55,31 @@ METADATA_FILE = "training_metadata.json"
 # Test hook standing in for a spot interruption: exit hard (no cleanup) after this epoch.
 FAULT_EXIT_ENV = "MLP_FAULT_EXIT_AFTER_EPOCH"
 FAULT_EXIT_CODE = 137
+USAGE_ERROR_EXIT_CODE = 2  # the job's configuration is wrong: retrying the same job cannot help
+RESTART_HINT = (
+    f"to delete its checkpoints and train from scratch, set on_checkpoint_mismatch={RESTART} "
+    f"(--on-checkpoint-mismatch {RESTART})"
+)
+_TRAIN, _VALIDATION = (f"${sm_env.SM_CHANNEL_PREFIX}{name}" for name in ("TRAIN", "VALIDATION"))
+CONTRACT = "\n".join(
+    [
+        "SageMaker training-container contract (the same locally):",
+        f"  root             {sm_env.DEFAULT_ROOT} in SageMaker; locally ${sm_env.ROOT_ENV} moves the tree"
+        " into a folder",
+        f"  hyperparameters  <root>/input/config/hyperparameters.json, else ${sm_env.SM_HPS} (strings);",
+        "                   --name value arguments win; sagemaker_* keys are SageMaker's, ignored",
+        f"  data             the train and validation channels: {_TRAIN}, {_VALIDATION},",
+        "                   else <root>/input/data/<channel>",
+        f"  model            written to ${sm_env.SM_MODEL_DIR} (default <root>/model)",
+        f"  checkpoints      <root>/{sm_env.CHECKPOINTS} ({sm_env.CONTAINER_CHECKPOINT_DIR} in SageMaker,"
+        " synced with S3);",
+        "                   the newest resumes the run that wrote it, see --on-checkpoint-mismatch",
+        "  failure          the reason in <root>/output/failure (the job's FailureReason); exit code",
+        "                   2 for a hyperparameter or a checkpoint of another run, 1 for other errors",
+        "  distributed      torchrun --nproc_per_node N -m training_jobs.train ... (rank 0 writes)",
+        "",
+    ]
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -137,6 +173,8 @@ def make_trainer(
         keep_checkpoints=hp.keep_checkpoints,
         use_amp=hp.amp,
         is_main_process=env.is_main_process,
+        run_identity=run_identity(hp, task, model),
+        restart_on_mismatch=hp.on_checkpoint_mismatch == RESTART,
     )
     return Trainer(
         wrapped,
@@ -150,6 +188,16 @@ def make_trainer(
         run_config={"hyperparameters": hp.as_strings(), "model": task.model_name},
         log=lambda line: print(line, flush=True),
     )
+
+
+def run_identity(hp: Hyperparameters, task: TaskSpec, model: TaskModel) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: task, model, its config and the shaping hyperparameters.
+
+    The model config counts because it comes from the data (vocabulary, feature statistics):
+    weights trained on other statistics would load but mean something else.
+    """
+    model_config = {f"model_config.{key}": value for key, value in asdict(model.config).items()}
+    return {"task": task.name, "model": task.model_name, **hp.identity(), **model_config}
 
 
 def _channel(env: TrainingEnv, name: str) -> Path:
@@ -199,25 +247,40 @@ def _fault_hook() -> EpochCallback | None:
 
 def write_failure(env: TrainingEnv, reason: str) -> None:
     """SageMaker shows this file's text as the job's FailureReason (only rank 0 writes it)."""
-    if env.is_main_process:
+    if not env.is_main_process:
+        return
+    try:
         env.paths.failure_file.parent.mkdir(parents=True, exist_ok=True)
         env.paths.failure_file.write_text(reason + "\n")
+    except OSError:
+        pass  # run by hand outside a container (no writable /opt/ml): stderr has the reason
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the job from the command line (``argv`` defaults to ``sys.argv[1:]``); the exit code."""
     env = TrainingEnv.from_environ()
     try:
-        raw = {**env.hyperparameters(), **parse_cli(sys.argv[1:] if argv is None else argv)}
-        run(env, parse_hyperparameters(raw))
+        cli = parse_cli(sys.argv[1:] if argv is None else argv, epilog=CONTRACT)
+        if cli.help_text is not None:
+            print(cli.help_text, end="")
+            return 0
+        run(env, parse_hyperparameters({**env.hyperparameters(), **cli.hyperparameters}))
     except HyperparameterError as exc:
-        write_failure(env, f"HyperparameterError: {exc}")
-        print(f"HyperparameterError: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(env, f"HyperparameterError: {exc}")
+    except CheckpointMismatchError as exc:
+        return _usage_error(env, f"CheckpointMismatchError: {exc}; {RESTART_HINT}")
     except Exception as exc:
         write_failure(env, f"{type(exc).__name__}: {exc}")
         traceback.print_exc()
         return 1
     return 0
+
+
+def _usage_error(env: TrainingEnv, reason: str) -> int:
+    """A mistake in the job's configuration: one line, no traceback."""
+    write_failure(env, reason)
+    print(reason, file=sys.stderr)
+    return USAGE_ERROR_EXIT_CODE
 
 
 if __name__ == "__main__":

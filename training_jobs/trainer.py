@@ -7,7 +7,7 @@ loop serves the training job, the tests and the throughput benchmark.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,11 @@ class TrainerConfig:
     keep_checkpoints: int = 2
     use_amp: bool = False
     is_main_process: bool = True  # only rank 0 prints metrics and writes checkpoints
+    # Written into each checkpoint; resume refuses a checkpoint with another one. None (library
+    # use: tests, benchmarks) records nothing and resumes any checkpoint.
+    run_identity: Mapping[str, Any] | None = None
+    # True: delete other runs' checkpoints and train from scratch instead of refusing.
+    restart_on_mismatch: bool = False
 
 
 class Trainer:
@@ -133,7 +138,9 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
+        identity = self.config.run_identity
         return {
+            **({checkpoint.IDENTITY_KEY: dict(identity)} if identity is not None else {}),
             "epoch": self.epoch,
             "step": self.step,
             "model": unwrap(self.model).state_dict(),
@@ -160,21 +167,29 @@ class Trainer:
             )
 
     def resume(self) -> bool:
-        """Load the latest valid checkpoint (rank 0 reads it, every rank gets the same state)."""
+        """Load the latest valid checkpoint (rank 0 reads it, every rank gets the same state).
+
+        Raises ``CheckpointMismatchError`` (on every rank alike) when that checkpoint belongs to
+        another run, unless ``config.restart_on_mismatch`` is set.
+        """
         if self.config.checkpoint_dir is None:
             return False
-        found = (
-            checkpoint.load_latest_checkpoint(self.config.checkpoint_dir)
-            if self.config.is_main_process
-            else None
-        )
+        found = self._latest_checkpoint(self.config.checkpoint_dir) if self.config.is_main_process else None
         state = broadcast_from_main(found)
         if not isinstance(state, dict):
             return False
+        if self.config.run_identity is not None:
+            checkpoint.check_identity(state, self.config.run_identity)  # before any weight is touched
         self.load_state_dict(state)
         if self.config.is_main_process:
             self.log(f"resumed from checkpoint at epoch {self.epoch} (step {self.step})")
         return True
+
+    def _latest_checkpoint(self, directory: Path) -> dict[str, Any] | None:
+        identity = self.config.run_identity
+        if identity is not None and self.config.restart_on_mismatch:
+            return checkpoint.load_latest_checkpoint_of_run(directory, identity, self.log)
+        return checkpoint.load_latest_checkpoint(directory)
 
     def _to_device(self, batch: Batch) -> list[Tensor]:
         if self.device.type == "cpu":

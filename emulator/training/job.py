@@ -87,12 +87,14 @@ class TrainingJobSpec:
         """The job a CreateTrainingJob request (a pipeline's Training step) describes."""
         algorithm = request.get("AlgorithmSpecification", {})
         stopping = request.get("StoppingCondition", {})
+        hyperparameters = dict(request.get("HyperParameters", {}))
         return cls(
             job_name=job_name,
-            entry_point="",
+            # Script mode: the toolkit runs this program of the code bundle (training/script_mode.py).
+            entry_point=str(hyperparameters.get("sagemaker_program", "")),
             output_s3_uri=request["OutputDataConfig"]["S3OutputPath"],
             role_arn=request["RoleArn"],
-            hyperparameters=dict(request.get("HyperParameters", {})),
+            hyperparameters=hyperparameters,
             input_channels={
                 channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
                 for channel in request.get("InputDataConfig", [])

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from emulator.container_paths import container_search_path, local_command
 from emulator.job_process import LogCallback, MetricParser, ProcessOutcome, run_process
-from emulator.training import container, tags
+from emulator.training import container, script_mode, tags
 from emulator.training import s3 as s3io
 from emulator.training.errors import (
     ArtifactExistsError,
@@ -136,10 +136,12 @@ class LocalTrainingRunner:
         metrics = MetricParser(job.metric_definitions)
         try:
             self._download_inputs(job, paths)
+            if script_mode.is_script_mode(job):
+                self._install_bundle(job, paths)
             outcome = run_process(
                 self._command(job, paths),
                 env=self._environment(job, paths),
-                cwd=job_dir,
+                cwd=script_mode.code_dir(paths) if script_mode.is_script_mode(job) else job_dir,
                 log_path=job_dir / LOG_FILE_NAME,
                 metrics=metrics,
                 max_runtime_seconds=job.max_runtime_seconds,
@@ -180,6 +182,14 @@ class LocalTrainingRunner:
             except ClientError as exc:
                 raise _JobFailure(f"ClientError: Checkpoint download from {location} failed: {exc}") from exc
 
+    def _install_bundle(self, job: TrainingJobSpec, paths: sm_env.TrainingPaths) -> None:
+        try:
+            script_mode.install_bundle(job, paths, self._s3, self._python)
+        except script_mode.ScriptModeError as exc:
+            raise _JobFailure(f"AlgorithmError: {exc}") from None
+        except ClientError as exc:
+            raise _JobFailure(f"ClientError: download of the code bundle failed: {exc}") from None
+
     def _sync_checkpoints_out(self, job: TrainingJobSpec, paths: sm_env.TrainingPaths) -> str | None:
         """Upload the checkpoints; the failure reason if that failed (the job then fails)."""
         if not job.checkpoint_s3_uri:
@@ -206,6 +216,8 @@ class LocalTrainingRunner:
             s3io.put_new_object(self._s3, job.failure_artifact, reason.encode())
 
     def _command(self, job: TrainingJobSpec, paths: sm_env.TrainingPaths) -> list[str]:
+        if script_mode.is_script_mode(job):
+            return script_mode.command(job, paths, self._python)
         if job.container_entrypoint:
             command = [*job.container_entrypoint, *job.container_arguments]
             return local_command(command, {"/opt/ml": paths.root, "/tmp": paths.root / "tmp"})
@@ -224,6 +236,10 @@ class LocalTrainingRunner:
             # the code it unpacks; only the /opt/ml folder and the interpreter are local.
             env.pop("PYTHONPATH", None)
             env.update({sm_env.ROOT_ENV: str(paths.root), "TRAINING_JOB_NAME": job.job_name})
+            env["PATH"] = container_search_path(self._python)
+        elif script_mode.is_script_mode(job):
+            env.update(container.sagemaker_environment(job, paths))
+            env = script_mode.environment(job, paths, env)  # the bundle only: no project on the path
             env["PATH"] = container_search_path(self._python)
         else:
             env.update(container.sagemaker_environment(job, paths))

@@ -1,4 +1,4 @@
-"""Calling the SageMaker endpoint: the timeout chain, the lazy client, the reply contract.
+"""Calling the SageMaker endpoint: the timeout chain, the lazy client, the errors it can answer.
 
 The timeout chain lives here and only here: botocore read timeout < Lambda timeout < API Gateway's
 29 s integration timeout, with the retries included, so the caller always gets our JSON answer
@@ -7,9 +7,9 @@ The timeout chain lives here and only here: botocore read timeout < Lambda timeo
 
 from __future__ import annotations
 
-import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,7 +20,7 @@ from handlers.api.errors import (
     EndpointThrottledError,
     EndpointTimeoutError,
     ModelInvocationError,
-    ModelResponseError,
+    ModelRejectedInputError,
 )
 from handlers.common.aws_clients import LazyClient, botocore_client
 from handlers.common.errors import ConfigurationError
@@ -112,15 +112,15 @@ runtime_client: LazyClient[SageMakerRuntimeClient] = LazyClient(_make_runtime_cl
 
 @dataclass(frozen=True)
 class EndpointReply:
-    predictions: list[Any]
-    confidence: list[float | None]
+    """The container's answer as it came: its bytes, their media type, the variant that answered."""
+
+    payload: bytes
+    content_type: str | None
     variant: str | None
-    model_version: str | None = None  # what the serving container says it is (MODEL_VERSION)
 
 
-def invoke_endpoint(endpoint_name: str, instances: list[Any]) -> EndpointReply:
-    """POST ``{"instances": [...]}``; botocore and endpoint failures become domain errors."""
-    body = json.dumps({"instances": instances}, allow_nan=False).encode()
+def invoke_endpoint(endpoint_name: str, body: bytes) -> EndpointReply:
+    """POST ``body`` (JSON) to the endpoint; botocore and endpoint failures become domain errors."""
     try:
         response = runtime_client.get().invoke_endpoint(
             EndpointName=endpoint_name,
@@ -135,8 +135,7 @@ def invoke_endpoint(endpoint_name: str, instances: list[Any]) -> EndpointReply:
         raise EndpointTimeoutError("the model endpoint did not answer in time") from exc
     except EndpointConnectionError as exc:
         raise EndpointThrottledError("the model endpoint cannot be reached", RETRY_AFTER_SECONDS) from exc
-    predictions, confidence, version = parse_reply(payload, expected=len(instances))
-    return EndpointReply(predictions, confidence, response.get("InvokedProductionVariant"), version)
+    return EndpointReply(payload, response.get("ContentType"), response.get("InvokedProductionVariant"))
 
 
 def _domain_error(exc: ClientError) -> Exception:
@@ -144,32 +143,21 @@ def _domain_error(exc: ClientError) -> Exception:
     code = error.get("Code", "")
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     if code == "ModelError":
+        original = _original_status(exc.response)
+        if original is not None and 400 <= original < 500:  # noqa: PLR2004 - the 4xx range
+            # The container refused the input itself: the caller's mistake (the model's message,
+            # which may hold internals, stays in the log).
+            return ModelRejectedInputError(f"the model refused this input (it answered {original})")
         return ModelInvocationError("the model failed on this request")
     if code in _BUSY_CODES or status == 429:
         return EndpointThrottledError("the model endpoint is busy; retry later", RETRY_AFTER_SECONDS)
     return exc  # anything else is our misconfiguration (unknown endpoint, IAM): a 500
 
 
-def parse_reply(payload: bytes, expected: int) -> tuple[list[Any], list[float | None], str | None]:
-    """Accept the container's contract: ``{"predictions": [...], "confidence": [...]}``, or this
-    repository's serving handler's ``{"predictions": [{"label", "confidence"} | {"value"}]}``;
-    returns predictions, confidence and the ``model_version`` the container names (or None)."""
+def _original_status(response: Mapping[str, Any]) -> int | None:
+    """The container's own status of a ``ModelError`` (a modelled field of the error)."""
+    raw = response.get("OriginalStatusCode", response.get("Error", {}).get("OriginalStatusCode"))
     try:
-        document = json.loads(payload)
-    except (ValueError, RecursionError):
-        raise ModelResponseError("the model endpoint returned malformed JSON") from None
-    predictions = document.get("predictions") if isinstance(document, dict) else None
-    if not isinstance(predictions, list) or len(predictions) != expected:
-        raise ModelResponseError(f"the model endpoint did not return {expected} predictions")
-    confidence = document.get("confidence")
-    if confidence is None and all(isinstance(p, dict) for p in predictions):
-        confidence = [p.get("confidence") for p in predictions]
-        predictions = [p.get("label", p.get("value")) for p in predictions]
-    if confidence is None:
-        confidence = [None] * expected
-    if not isinstance(confidence, list) or len(confidence) != expected:
-        raise ModelResponseError(f"the model endpoint did not return {expected} confidence values")
-    if not all(c is None or (isinstance(c, int | float) and not isinstance(c, bool)) for c in confidence):
-        raise ModelResponseError("confidence values must be numbers")
-    version = document.get("model_version")
-    return predictions, confidence, str(version) if isinstance(version, str | int) else None
+        return int(raw) if raw is not None else None
+    except (TypeError, ValueError):
+        return None

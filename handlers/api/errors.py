@@ -25,6 +25,10 @@ class UnsupportedMediaTypeError(ClientInputError):
     """The Content-Type is not ``application/json`` (with a UTF-8 charset, if one is named)."""
 
 
+class ModelRejectedInputError(ClientInputError):
+    """The model container answered 4xx: it refused this input, so retrying it unchanged cannot help."""
+
+
 # --- the model endpoint's trouble ------------------------------------------------------------------
 
 
@@ -37,7 +41,7 @@ class ModelInvocationError(EndpointError):
 
 
 class ModelResponseError(EndpointError):
-    """The endpoint answered, but not with the inference container's contract."""
+    """The endpoint's answer cannot be passed on: not JSON, or numbers JSON cannot hold (NaN, Infinity)."""
 
 
 class EndpointThrottledError(EndpointError):

@@ -140,3 +140,12 @@ def validated_instances(document: Any, schema: AnyInputSchema) -> list[BaseModel
             "the request holds no instance", [FieldProblem("instance", "must not be null")]
         )
     return [single]
+
+
+def endpoint_body(instances: list[Any]) -> bytes:
+    """``{"instances": [...]}`` for the endpoint; a value that scaling took past float range is the
+    caller's (a 400), as JSON has no Infinity to send."""
+    try:
+        return json.dumps({"instances": instances}, allow_nan=False).encode()
+    except ValueError:
+        raise InvalidRequestError("an instance holds a value out of range once scaled") from None

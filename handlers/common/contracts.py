@@ -8,6 +8,8 @@ names it writes are checked against these by a test.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 # The CloudWatch namespace of the metrics the platform's functions emit and its alarms watch.
 METRICS_NAMESPACE = "ml-platform"
 
@@ -15,6 +17,9 @@ METRICS_NAMESPACE = "ml-platform"
 INPUT_SCHEMA_FILE = "input-schema.json"
 BASELINE_FILE = "baseline.json"
 SERVING_FILES = (INPUT_SCHEMA_FILE, BASELINE_FILE)
+# The "format" of baseline.json (training_jobs/baselines.py writes it; the training container
+# ships without this package, so a test keeps the two equal).
+BASELINE_FORMAT = "ml-platform/baseline/v1"
 SERVING_PREFIX = "serving"  # in the artifacts bucket
 INPUT_SCHEMA_KEY = f"{SERVING_PREFIX}/{INPUT_SCHEMA_FILE}"
 BASELINE_KEY = f"{SERVING_PREFIX}/{BASELINE_FILE}"
@@ -23,6 +28,8 @@ BASELINE_KEY = f"{SERVING_PREFIX}/{BASELINE_FILE}"
 # The training pipeline's RegisterModel step writes them; the registry client, mlctl and the
 # champion gate read them.
 METRIC_PREFIX = "metric."  # one per metric of evaluation.json
+# Which way each of those metrics is better, as evaluation.json states it: "higher" or "lower".
+METRIC_DIRECTION_PREFIX = "direction."
 HYPERPARAMETER_PREFIX = "hyperparameter."
 DATASET_VERSION_KEY = "dataset-version"  # the dataset's content hash, from evaluation.json
 TRIGGER_DATASET_VERSION_KEY = "trigger-dataset-version"  # the execution's DatasetVersion parameter
@@ -33,6 +40,9 @@ CODE_VERSION_KEY = "code-version"
 TARGET_VARIANT_KEY = "target-variant"
 
 # --- evaluation metrics: which way is better -------------------------------------------------------
+# evaluation.json states each metric's direction (training_jobs/evaluation_report.py); these names
+# let a version registered without one still be compared.
+HIGHER, LOWER = "higher", "lower"
 HIGHER_IS_BETTER = frozenset(
     {"accuracy", "balanced_accuracy", "f1", "macro_f1", "precision", "recall", "auc", "roc_auc", "r2"}
 )
@@ -53,6 +63,15 @@ def metric_direction(name: str) -> bool | None:
     if key in LOWER_IS_BETTER:
         return False
     return None
+
+
+def recorded_directions(properties: Mapping[str, str]) -> dict[str, bool]:
+    """Metric name -> higher is better, from a version's ``direction.<name>`` metadata."""
+    return {
+        key.removeprefix(METRIC_DIRECTION_PREFIX): value == HIGHER
+        for key, value in properties.items()
+        if key.startswith(METRIC_DIRECTION_PREFIX) and value in (HIGHER, LOWER)
+    }
 
 
 def lower_is_better(name: str) -> bool:

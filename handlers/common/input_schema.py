@@ -23,6 +23,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     create_model,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 SCHEMA_ENV = "MODEL_INPUT_SCHEMA"
 SCHEMA_URI_ENV = "MODEL_INPUT_SCHEMA_URI"
+MAX_CATEGORIES_SHOWN = 10  # in the answer to a request giving an unknown category
 
 
 class _SchemaBase(BaseModel):
@@ -91,6 +93,20 @@ class TabularInputSchema(_SchemaBase):
     # repository's tabular model does), or features would be scaled twice.
     means: tuple[float, ...] | None = None
     stds: tuple[float, ...] | None = None
+    # Categorical features: name -> the categories the model was trained on, in code order. A
+    # request gives the category's text; the endpoint gets its code (the index here), as the
+    # generic preparer wrote it in the training data. JSON: {"contract": ["annual", "monthly"]}.
+    categories: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _categories_by_name(cls, value: Any) -> Any:
+        # Stored as pairs, so the schema stays hashable (instance models are cached by schema).
+        return tuple(value.items()) if isinstance(value, Mapping) else value
+
+    @field_serializer("categories")
+    def _categories_as_mapping(self, value: tuple[tuple[str, tuple[str, ...]], ...]) -> dict[str, list[str]]:
+        return {name: list(values) for name, values in value}
 
     @model_validator(mode="after")
     def _consistent(self) -> TabularInputSchema:
@@ -106,6 +122,11 @@ class TabularInputSchema(_SchemaBase):
                 raise ValueError(f"{label} must be finite")
         if self.stds is not None and any(s <= 0 for s in self.stds):
             raise ValueError("stds must be positive")
+        for name, vocabulary in self.categories:
+            if name not in names:
+                raise ValueError(f"categories names {name!r}, which is not one of feature_names")
+            if not vocabulary or len(set(vocabulary)) != len(vocabulary):
+                raise ValueError(f"categories of {name!r} must be a non-empty list of unique strings")
         return self
 
     def instance_model(self) -> type[BaseModel]:
@@ -119,11 +140,19 @@ class TabularInputSchema(_SchemaBase):
                 return dict(zip(names, value, strict=True))
             return value
 
+        vocabularies = dict(self.categories)
         fields: dict[str, Any] = {
-            f"f{index}": (float, Field(alias=name, strict=True, allow_inf_nan=False))
+            f"f{index}": (str, Field(alias=name, strict=True))
+            if name in vocabularies
+            else (float, Field(alias=name, strict=True, allow_inf_nan=False))
             for index, name in enumerate(names)
         }
         validators: dict[str, Any] = {"by_name": model_validator(mode="before")(by_name)}
+        for index, name in enumerate(names):
+            if name in vocabularies:
+                validators[f"code_of_f{index}"] = field_validator(f"f{index}")(
+                    category_code(vocabularies[name])
+                )
         return create_model(
             "TabularInstance", __config__=ConfigDict(extra="forbid"), __validators__=validators, **fields
         )
@@ -133,6 +162,20 @@ class TabularInputSchema(_SchemaBase):
         if self.means is None or self.stds is None:
             return values
         return [(v - m) / s for v, m, s in zip(values, self.means, self.stds, strict=True)]
+
+
+def category_code(categories: tuple[str, ...]) -> Callable[[type[BaseModel], str], int]:
+    """A validator turning a category's text into its code (its index in ``categories``)."""
+    codes = {category: code for code, category in enumerate(categories)}
+    shown = ", ".join(repr(c) for c in categories[:MAX_CATEGORIES_SHOWN])
+    allowed = shown if len(categories) <= MAX_CATEGORIES_SHOWN else f"{shown}, ... ({len(categories)} in all)"
+
+    def to_code(cls: type[BaseModel], value: str) -> int:
+        if value not in codes:
+            raise ValueError(f"must be one of {allowed}")
+        return codes[value]
+
+    return to_code
 
 
 class ImageInputSchema(_SchemaBase):

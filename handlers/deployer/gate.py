@@ -127,6 +127,6 @@ def gate_unchecked_approval(
     serving = current_champion(client, state, challenger)
     if serving is None:
         return None
-    decision = champion.compare(serving.metrics, challenger.metrics, margin=margin)
+    decision = champion.compare_versions(serving, challenger, margin)
     champion.record_decision(client, challenger.arn, decision, serving)
     return decision

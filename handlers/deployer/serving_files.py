@@ -6,6 +6,11 @@ into the model, and the pipeline's evaluate step copies them next to the version
 report (``training_jobs.evaluate``), which the registry entry points at. So publishing is two
 copies of small S3 objects, made once the endpoint serves the version: the files always describe
 the model that answers, and a rolled-back deployment leaves them as they were.
+
+A version may come without either file (a model registered from elsewhere with no input schema or
+baseline): the published one is then withdrawn, never left describing another model. Without a
+schema the API passes requests through to the model; without a baseline the drift monitor builds
+one from the first captured requests.
 """
 
 from __future__ import annotations
@@ -36,27 +41,34 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def serving_file_sources(model: ModelVersion) -> dict[str, tuple[str, str]]:
-    """Where the version's serving files are, as (bucket, key): next to its evaluation report."""
+    """Where the version's serving files are, as (bucket, key): next to its evaluation report.
+    None when the version has no report (then it has no serving files either)."""
     if not model.evaluation_report_uri:
-        raise ServingFilesError(f"model version {model.label} has no evaluation report to find them by")
+        return {}
     bucket, key = split_s3_uri(model.evaluation_report_uri)
     folder = key.rsplit("/", 1)[0] if "/" in key else ""
     return {name: (bucket, f"{folder}/{name}" if folder else name) for name in SERVING_FILES}
 
 
 def publish_serving_files(s3: S3Client | Any, model: ModelVersion, destination_uri: str) -> list[str]:
-    """Copy the version's serving files to ``destination_uri``; returns the URIs written.
+    """Make ``destination_uri`` hold the version's serving files: each it has is copied there, each
+    it lacks is deleted there. Returns the URIs written.
 
-    Raises :class:`ServingFilesError` when a file is missing or S3 refuses a copy.
+    Raises :class:`ServingFilesError` when S3 refuses a read, copy or delete (nothing is changed
+    when a source cannot be read).
     """
     bucket, prefix = split_s3_uri(destination_uri)
     sources = serving_file_sources(model)
-    for source_bucket, source_key in sources.values():  # all there, or nothing is replaced
-        _call(s3.head_object, f"s3://{source_bucket}/{source_key} of model version {model.label}",
-              Bucket=source_bucket, Key=source_key)  # fmt: skip
+    present = {name: location for name, location in sources.items() if _exists(s3, *location, model)}
     written = []
-    for name, (source_bucket, source_key) in sources.items():
+    for name in SERVING_FILES:
         target_key = f"{prefix}/{name}" if prefix else name
+        if name not in present:
+            _call(
+                s3.delete_object, f"cannot withdraw s3://{bucket}/{target_key}", Bucket=bucket, Key=target_key
+            )
+            continue
+        source_bucket, source_key = present[name]
         _call(
             s3.copy_object,
             f"cannot copy s3://{source_bucket}/{source_key} to s3://{bucket}/{target_key}",
@@ -66,6 +78,17 @@ def publish_serving_files(s3: S3Client | Any, model: ModelVersion, destination_u
         )
         written.append(f"s3://{bucket}/{target_key}")
     return written
+
+
+def _exists(s3: Any, bucket: str, key: str, model: ModelVersion) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+        if code in {"404", "NoSuchKey", "NotFound"}:
+            return False
+        raise ServingFilesError(f"s3://{bucket}/{key} of model version {model.label}: {code}") from exc
+    return True
 
 
 def _call(operation: Any, what: str, **params: Any) -> None:

@@ -21,17 +21,30 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 TEXT_FEATURES = ("text_chars", "text_words")  # as training_jobs.baselines derives them
+# Keys under which models commonly answer class probabilities: a prediction's confidence is the top one.
+PROBABILITY_KEYS = ("probabilities", "probs", "scores")
+RowOf = Callable[[Any], list[float] | None]
+
+
+@dataclass(frozen=True)
+class CapturedRequest:
+    """One captured invocation: when, its instances, and the confidences its answer carried."""
+
+    at: datetime | None
+    instances: list[Any]
+    confidences: list[float]
 
 
 @dataclass
 class CapturedWindow:
-    """What one variant's capture files hold for a window: inputs as rows, and confidences."""
+    """What one variant's capture files hold for a window: inputs as rows, and confidences
+    (and, when asked for, the requests themselves: a baseline is built from them)."""
 
     requests: int = 0
     rows: list[list[float]] = field(default_factory=list)
@@ -39,6 +52,7 @@ class CapturedWindow:
     skipped_lines: int = 0
     skipped_instances: int = 0
     files: int = 0
+    kept: list[CapturedRequest] = field(default_factory=list)
 
 
 def hour_prefixes(base: str, start: datetime, end: datetime) -> list[str]:
@@ -80,29 +94,55 @@ def decoded(part: dict[str, Any]) -> tuple[str, str]:
 
 
 def input_instances(media: str, text: str) -> list[Any]:
-    """The instances of one request body (``{"instances": [...]}``, a bare list, or CSV rows)."""
+    """The instances of one request body: ``{"instances": [...]}`` (or ``"inputs"``), a bare list,
+    CSV rows, or any other JSON as one instance (a model without an input schema takes any)."""
     if media == "text/csv":
         return [[float(cell) for cell in row] for row in csv.reader(io.StringIO(text)) if row]
     document = json.loads(text)
-    if isinstance(document, dict):
+    if isinstance(document, dict) and ("instances" in document or "inputs" in document):
         document = document.get("instances", document.get("inputs"))
-    if not isinstance(document, list):
-        raise ValueError("request body holds no list of instances")
-    return document
+        if not isinstance(document, list):
+            raise ValueError("request body holds no list of instances")
+    return document if isinstance(document, list) else [document]
 
 
 def output_confidences(media: str, text: str) -> list[float]:
-    """Each prediction's confidence (classifiers); regressors' ``{"value"}`` answers give none."""
+    """Each prediction's confidence, from ``{"predictions": [{"confidence"}]}``, a top-level
+    ``"confidence"`` list, or class probabilities (the top one); regressors' answers give none."""
     if media not in ("application/json", ""):
         return []
     document = json.loads(text)
-    predictions = document.get("predictions", []) if isinstance(document, dict) else document
-    confidences = []
-    for prediction in predictions if isinstance(predictions, list) else []:
-        value = prediction.get("confidence") if isinstance(prediction, dict) else None
-        if isinstance(value, int | float) and math.isfinite(value):
-            confidences.append(float(value))
-    return confidences
+    if not isinstance(document, dict):
+        return []
+    if isinstance(document.get("confidence"), list):
+        return _finite(document["confidence"])
+    for key in PROBABILITY_KEYS:
+        if isinstance(document.get(key), list):
+            return _finite(_top(row) for row in document[key])
+    predictions = document.get("predictions")
+    return _finite(_item_confidence(p) for p in (predictions if isinstance(predictions, list) else []))
+
+
+def _item_confidence(prediction: Any) -> Any:
+    if not isinstance(prediction, dict):
+        return None
+    if "confidence" in prediction:
+        return prediction["confidence"]
+    return next((_top(prediction[k]) for k in PROBABILITY_KEYS if k in prediction), None)
+
+
+def _top(probabilities: Any) -> Any:
+    if isinstance(probabilities, list) and probabilities and all(_is_number(p) for p in probabilities):
+        return max(probabilities)
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _finite(values: Any) -> list[float]:
+    return [float(v) for v in values if _is_number(v)]
 
 
 def instance_row(instance: Any, feature_names: Sequence[str]) -> list[float] | None:
@@ -127,34 +167,45 @@ def _flatten(value: Any) -> Iterator[Any]:
         yield value
 
 
+def parse_capture_line(raw: str) -> CapturedRequest:
+    """One capture line; ValueError, KeyError, TypeError... when it cannot be read."""
+    line = json.loads(raw)
+    capture = line["captureData"]
+    media, body = decoded(capture["endpointInput"])
+    output = capture.get("endpointOutput")
+    confidences = output_confidences(*decoded(output)) if output else []
+    return CapturedRequest(inference_time(line), input_instances(media, body), confidences)
+
+
 def add_capture_lines(
     window: CapturedWindow,
     text: str,
     feature_names: Sequence[str],
     start: datetime,
     end: datetime,
+    *,
+    row_of: RowOf | None = None,
+    keep: bool = False,
 ) -> None:
-    """Fold one capture file's lines inside [start, end) into ``window``."""
+    """Fold one capture file's lines inside [start, end) into ``window``; each instance becomes a
+    row with ``row_of`` (default: the baseline's features in order); ``keep`` keeps the requests."""
+    to_row = row_of or (lambda instance: instance_row(instance, feature_names))
     for raw in text.splitlines():
         if not raw.strip():
             continue
         try:
-            line = json.loads(raw)
-            moment = inference_time(line)
-            if moment is not None and not start <= moment < end:
-                continue
-            capture = line["captureData"]
-            media, body = decoded(capture["endpointInput"])
-            instances = input_instances(media, body)
-            output = capture.get("endpointOutput")
-            confidences = output_confidences(*decoded(output)) if output else []
+            request = parse_capture_line(raw)
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, UnicodeDecodeError):
             window.skipped_lines += 1
             continue
+        if request.at is not None and not start <= request.at < end:
+            continue
         window.requests += 1
-        window.confidences.extend(confidences)
-        for instance in instances:
-            row = instance_row(instance, feature_names)
+        window.confidences.extend(request.confidences)
+        if keep:
+            window.kept.append(request)
+        for instance in request.instances:
+            row = to_row(instance)
             if row is None:
                 window.skipped_instances += 1
             else:

@@ -1,8 +1,11 @@
 """The drift monitor: a scheduled Lambda that compares an endpoint's captured traffic with its baseline.
 
 Per variant: mean confidence (ok / warn / retrain) and, per feature, PSI and a KS test against the
-training baseline; on drift it starts the retraining pipeline and alerts. A window with too few
-records is ``no-data``, never "no drift". Thresholds, metrics and environment: docs/operations.md.
+baseline; on drift it starts the retraining pipeline and alerts. A window with too few records is
+``no-data``, never "no drift". The baseline is the served version's ``baseline.json``; a version
+without one (a model brought from elsewhere) gets one built from its first captured requests
+(``captured_baseline``), stored there so every later check compares with the same one.
+Thresholds, metrics and environment: docs/operations.md.
 """
 
 from __future__ import annotations
@@ -22,9 +25,20 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
 
 from handlers.common.aws_clients import LazyClient, botocore_client
-from handlers.common.contracts import BASELINE_FILE, METRICS_NAMESPACE
+from handlers.common.contracts import BASELINE_FILE, BASELINE_FORMAT, METRICS_NAMESPACE
 from handlers.common.s3_uri import S3Uri
-from handlers.monitoring.capture import CapturedWindow, add_capture_lines, hour_prefixes
+from handlers.monitoring.capture import (
+    CapturedRequest,
+    CapturedWindow,
+    RowOf,
+    add_capture_lines,
+    hour_prefixes,
+)
+from handlers.monitoring.captured_baseline import (
+    CAPTURED_SOURCE,
+    build_captured_baseline,
+    paths_row,
+)
 from handlers.monitoring.errors import BaselineNotFoundError, DriftActionError, DriftConfigurationError
 from handlers.monitoring.settings import DriftSettings
 from handlers.monitoring.stats import bin_proportions, ks_test, mean, psi
@@ -33,11 +47,11 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
 
-BASELINE_FORMAT = "ml-platform/baseline/v1"
 OK, WARN, RETRAIN, NO_DATA = "ok", "warn", "retrain", "no-data"
 UNAVAILABLE = "unavailable"  # regressors: their answers carry no confidence
 _SEVERITY = {NO_DATA: 0, OK: 1, WARN: 2, RETRAIN: 3}
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+_ARCHIVES = (".tar.gz", ".tgz")
 _RUNNING = frozenset({"Executing", "Stopping"})
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "drift-monitor"))
@@ -162,19 +176,30 @@ def analyse_window(
     report.features = [
         feature_drift(name, columns[name], baseline["features"][name], settings.drift_psi) for name in names
     ]
-    report.max_psi = max(f.psi for f in report.features)
+    captured = baseline.get("source") == CAPTURED_SOURCE
+    drift_of_confidence = confidence_drift(window, baseline, settings) if captured else None
+    if drift_of_confidence is not None:
+        report.features.append(drift_of_confidence)
+    report.max_psi = max((f.psi for f in report.features), default=None)
     report.drifted_features = [f.name for f in report.features if f.drifted]
     report.mean_confidence = mean(window.confidences)
-    report.confidence_status = confidence_status(
-        report.mean_confidence, settings.confidence_warn, settings.confidence_retrain
-    )
+    if captured:
+        # No absolute thresholds for a model the platform knows nothing of: its confidence is
+        # judged against its own first answers, as a feature.
+        report.confidence_status = (
+            UNAVAILABLE if drift_of_confidence is None else RETRAIN if drift_of_confidence.drifted else OK
+        )
+    else:
+        report.confidence_status = confidence_status(
+            report.mean_confidence, settings.confidence_warn, settings.confidence_retrain
+        )
     reasons = []
     if report.drifted_features:
         reasons.append(
             f"{len(report.drifted_features)} feature(s) with PSI > {settings.drift_psi} "
             f"(max {report.max_psi:.3f}: {', '.join(report.drifted_features[:5])})"
         )
-    if report.confidence_status in (WARN, RETRAIN):
+    if report.confidence_status in (WARN, RETRAIN) and not captured:
         threshold = (
             settings.confidence_retrain if report.confidence_status == RETRAIN else settings.confidence_warn
         )
@@ -187,6 +212,16 @@ def analyse_window(
         report.status = OK
     report.reason = "; ".join(reasons) or "within thresholds"
     return report
+
+
+def confidence_drift(
+    window: CapturedWindow, baseline: Mapping[str, Any], settings: DriftSettings
+) -> FeatureDrift | None:
+    """The window's confidences against a captured baseline's, as the feature ``confidence``."""
+    reference = baseline.get("confidence")
+    if not isinstance(reference, Mapping) or not reference.get("sample") or not window.confidences:
+        return None
+    return feature_drift("confidence", window.confidences, reference, settings.drift_psi)
 
 
 def overall_status(variants: Sequence[VariantReport]) -> str:
@@ -203,7 +238,7 @@ def load_baseline(s3: S3Client, uri: str) -> dict[str, Any]:
     bucket, key = location.bucket, location.prefix
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-        if key.endswith((".tar.gz", ".tgz")):
+        if key.endswith(_ARCHIVES):
             document = _baseline_from_archive(body, uri)
         else:
             document = json.loads(body.read())
@@ -217,6 +252,42 @@ def load_baseline(s3: S3Client, uri: str) -> dict[str, Any]:
     if not isinstance(document, dict) or document.get("format") != BASELINE_FORMAT:
         raise DriftConfigurationError(f"the baseline at {uri} is not a {BASELINE_FORMAT} document")
     return document
+
+
+def find_baseline(s3: S3Client, uri: str) -> dict[str, Any] | None:
+    """The baseline at ``uri``, or None when no ``baseline.json`` is there (the deployer withdraws it
+    for a version without one). A model archive without one stays an error: it was named on purpose."""
+    try:
+        return load_baseline(s3, uri)
+    except BaselineNotFoundError:
+        if S3Uri.parse(uri).prefix.endswith(_ARCHIVES):
+            raise
+        return None
+
+
+def store_baseline(s3: S3Client, uri: str, baseline: Mapping[str, Any]) -> dict[str, Any]:
+    """Write a built baseline to ``uri`` unless one is there already; returns the one that is there
+    (a concurrent check, or a retry, that wrote first wins, so every check compares with one)."""
+    location = S3Uri.parse(uri)
+    try:
+        s3.put_object(
+            Bucket=location.bucket,
+            Key=location.prefix,
+            Body=json.dumps(baseline).encode(),
+            ContentType="application/json",
+            IfNoneMatch="*",
+        )
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) not in {
+            "PreconditionFailed",
+            "ConditionalRequestConflict",
+        }:
+            raise
+        return load_baseline(s3, uri)
+    logger.info(
+        "baseline built from captured requests", extra={"baseline_uri": uri, **baseline["built_from"]}
+    )
+    return dict(baseline)
 
 
 def _baseline_from_archive(body: Any, uri: str) -> Any:
@@ -249,8 +320,11 @@ def read_window(
     *,
     start: datetime,
     end: datetime,
+    row_of: RowOf | None = None,
+    keep: bool = False,
 ) -> CapturedWindow:
-    """Every capture line of one variant with an inference time in [start, end)."""
+    """Every capture line of one variant with an inference time in [start, end) (``row_of`` and
+    ``keep``: see ``capture.add_capture_lines``)."""
     window = CapturedWindow()
     paginator = s3.get_paginator("list_objects_v2")
     for prefix in hour_prefixes(variant_prefix, start, end):
@@ -260,8 +334,72 @@ def read_window(
                     continue
                 text = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode("utf-8", "replace")
                 window.files += 1
-                add_capture_lines(window, text, feature_names, start, end)
+                add_capture_lines(window, text, feature_names, start, end, row_of=row_of, keep=keep)
     return window
+
+
+def read_baseline_window(
+    s3: S3Client, bucket: str, folder: str, baseline: Mapping[str, Any], *, start: datetime, end: datetime
+) -> CapturedWindow:
+    """A variant's window as rows of the baseline's features. A captured baseline names features by
+    path, and the requests it was built from are left out (they would be compared with themselves)."""
+    names = baseline["feature_names"]
+    if baseline.get("source") != CAPTURED_SOURCE:
+        return read_window(s3, bucket, folder, names, start=start, end=end)
+    last = (baseline.get("built_from") or {}).get("last")
+    if isinstance(last, str):
+        start = max(start, datetime.fromisoformat(last) + timedelta(microseconds=1))
+    return read_window(
+        s3, bucket, folder, names, start=start, end=end, row_of=lambda instance: paths_row(instance, names)
+    )
+
+
+def baseline_from_capture(
+    s3: S3Client,
+    settings: DriftSettings,
+    bucket: str,
+    prefixes: Mapping[str, str],
+    *,
+    start: datetime,
+    end: datetime,
+) -> tuple[dict[str, Any] | None, list[VariantReport]]:
+    """Build and store a baseline from the first ``baseline_requests`` captured requests of the
+    window (every variant's). Until there are that many: no baseline, and a ``no-data`` report per
+    variant saying how many there are."""
+    windows = {
+        name: read_window(s3, bucket, folder, (), start=start, end=end, row_of=lambda _: None, keep=True)
+        for name, folder in prefixes.items()
+    }
+    captured = sorted((r for w in windows.values() for r in w.kept), key=_captured_order)
+    wanted = settings.baseline_requests
+    baseline = build_captured_baseline(captured[:wanted]) if len(captured) >= wanted else None
+    if baseline is not None:
+        return store_baseline(s3, settings.baseline_uri, baseline), []
+    reason = (
+        f"no baseline yet: {len(captured)} of the {wanted} captured requests one is built from"
+        if len(captured) < wanted
+        else f"the first {wanted} captured requests share no numeric feature and carry no confidence"
+    )
+    return None, [_without_baseline(name, window, reason) for name, window in windows.items()]
+
+
+def _captured_order(request: CapturedRequest) -> datetime:
+    return request.at or datetime.max.replace(tzinfo=UTC)  # undated lines last
+
+
+def _without_baseline(variant: str, window: CapturedWindow, reason: str) -> VariantReport:
+    return VariantReport(
+        variant=variant,
+        status=NO_DATA,
+        captured_records=window.requests,
+        instances=0,
+        mean_confidence=None,
+        confidence_status=UNAVAILABLE,
+        max_psi=None,
+        drifted_features=[],
+        skipped_lines=window.skipped_lines,
+        reason=reason,
+    )
 
 
 def publish_metrics(cloudwatch: Any, endpoint: str, variants: Sequence[VariantReport]) -> None:
@@ -357,23 +495,26 @@ def check_drift(
     """
     end = now.astimezone(UTC)
     start = end - timedelta(hours=settings.window_hours)
-    baseline = load_baseline(s3, settings.baseline_uri)
+    baseline = find_baseline(s3, settings.baseline_uri)
     capture = S3Uri.parse(settings.capture_uri)
     bucket, prefix = capture.bucket, capture.prefix
     endpoint_prefix = "/".join(p for p in (prefix, settings.endpoint_name) if p)
     try:
         names = list(settings.variant_names) or variants_with_capture(s3, bucket, endpoint_prefix)
-        variants = [
-            analyse_window(
-                name,
-                read_window(
-                    s3, bucket, f"{endpoint_prefix}/{name}", baseline["feature_names"], start=start, end=end
-                ),
-                baseline,
-                settings,
-            )
-            for name in names
-        ]
+        prefixes = {name: f"{endpoint_prefix}/{name}" for name in names}
+        variants: list[VariantReport] = []
+        if baseline is None:
+            baseline, variants = baseline_from_capture(s3, settings, bucket, prefixes, start=start, end=end)
+        if baseline is not None:
+            variants = [
+                analyse_window(
+                    name,
+                    read_baseline_window(s3, bucket, folder, baseline, start=start, end=end),
+                    baseline,
+                    settings,
+                )
+                for name, folder in prefixes.items()
+            ]
     except ClientError as exc:
         if str(exc.response.get("Error", {}).get("Code")) != "NoSuchBucket":
             raise

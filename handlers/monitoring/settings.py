@@ -23,6 +23,8 @@ ENV_CONFIDENCE_RETRAIN = "CONFIDENCE_RETRAIN"
 ENV_WINDOW_HOURS = "WINDOW_HOURS"
 ENV_MIN_RECORDS = "MIN_RECORDS"
 ENV_VARIANT_NAMES = "VARIANT_NAMES"  # comma-separated; default: the variants found in the capture
+# Without a baseline at BASELINE_S3_URI, one is built from this many first captured requests.
+ENV_BASELINE_REQUESTS = "BASELINE_REQUESTS"
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class DriftSettings:
     window_hours: float = 24.0
     min_records: int = 30
     variant_names: tuple[str, ...] = ()
+    baseline_requests: int = 100
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DriftSettings:
@@ -70,11 +73,17 @@ class DriftSettings:
             window_hours=_number(source, ENV_WINDOW_HOURS, 24.0),
             min_records=int(_number(source, ENV_MIN_RECORDS, 30)),
             variant_names=tuple(v.strip() for v in source.get(ENV_VARIANT_NAMES, "").split(",") if v.strip()),
+            baseline_requests=int(_number(source, ENV_BASELINE_REQUESTS, 100)),
         )
         if not 0 < settings.confidence_retrain <= settings.confidence_warn <= 1:
             raise DriftConfigurationError("need 0 < CONFIDENCE_RETRAIN <= CONFIDENCE_WARN <= 1")
-        if settings.drift_psi <= 0 or settings.window_hours <= 0 or settings.min_records < 1:
-            raise DriftConfigurationError("DRIFT_PSI, WINDOW_HOURS and MIN_RECORDS must be positive")
+        if (
+            min(settings.drift_psi, settings.window_hours, settings.min_records, settings.baseline_requests)
+            <= 0
+        ):
+            raise DriftConfigurationError(
+                "DRIFT_PSI, WINDOW_HOURS, MIN_RECORDS and BASELINE_REQUESTS must be positive"
+            )
         for name, uri in (
             (ENV_CAPTURE_URI, settings.capture_uri),
             (ENV_BASELINE_URI, settings.baseline_uri),

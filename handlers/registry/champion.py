@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from handlers.common.contracts import metric_direction
+from handlers.common.contracts import metric_direction, recorded_directions
 from handlers.registry.client import (
     MAX_METADATA_ENTRIES,
     MAX_METADATA_VALUE_CHARS,
@@ -102,12 +102,28 @@ def replay_comparison(
     )
 
 
+def compare_versions(
+    serving: ModelVersion,
+    challenger: ModelVersion,
+    margin: float,
+    replay: ReplayComparison | None = None,
+) -> Decision:
+    """:func:`compare` on two registered versions, each metric judged in the direction their
+    evaluation reports state (the challenger's statement wins)."""
+    directions = recorded_directions(serving.customer_metadata) | recorded_directions(
+        challenger.customer_metadata
+    )
+    return compare(serving.metrics, challenger.metrics, margin=margin, replay=replay, directions=directions)
+
+
 def compare(
     champion_metrics: Mapping[str, float],
     challenger_metrics: Mapping[str, float],
     margin: float = 0.01,
+    *,
     replay: ReplayComparison | None = None,
     min_agreement: float | None = None,
+    directions: Mapping[str, bool] | None = None,
 ) -> Decision:
     """Promote or refuse the challenger on the champion's metrics (held-out set) and the replay.
 
@@ -120,13 +136,16 @@ def compare(
         How much worse (absolute) the challenger may be on any one metric.
     min_agreement:
         Optionally, refuse when the two models agree on fewer replayed requests than this.
+    directions:
+        Metric name -> higher is better, as the evaluation reports state it; a metric not named
+        here is judged by its name (accuracy-like or error-like), or skipped when that is unknown.
     """
     if margin < 0 or not math.isfinite(margin):
         raise ValueError("margin must be a finite, non-negative number")
     checks: list[MetricCheck] = []
     problems: list[str] = []
     for name in sorted(champion_metrics):
-        direction = metric_direction(name)
+        direction = (directions or {}).get(name, metric_direction(name))
         if direction is None:
             continue
         champion = float(champion_metrics[name])

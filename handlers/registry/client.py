@@ -18,7 +18,10 @@ from botocore.exceptions import ClientError
 from handlers.common.contracts import (
     CODE_VERSION_KEY,
     DATASET_VERSION_KEY,
+    HIGHER,
     HYPERPARAMETER_PREFIX,
+    LOWER,
+    METRIC_DIRECTION_PREFIX,
     METRIC_PREFIX,
     TRAINING_JOB_KEY,
     TRIGGER_DATASET_VERSION_KEY,
@@ -118,6 +121,7 @@ class ModelRegistry:
         dataset_version: str | None = None,
         code_version: str | None = None,
         metrics: Mapping[str, float] | None = None,
+        directions: Mapping[str, str] | None = None,
         evaluation_report_uri: str | None = None,
         hyperparameters: Mapping[str, Any] | None = None,
         training_job: str | None = None,
@@ -131,12 +135,15 @@ class ModelRegistry:
     ) -> ModelVersion:
         """Register a new version in ``group`` (``PendingManualApproval`` unless told otherwise).
 
-        Returns the version as described after registration.
+        ``metrics`` are recorded as ``metric.<name>``, and ``directions`` (``higher`` or ``lower``
+        per metric, as evaluation.json states them) as ``direction.<name>``, which the champion
+        gate reads. Returns the version as described after registration.
         """
         if approval_status not in APPROVAL_STATUSES:
             raise RegistryInputError(f"approval_status must be one of {APPROVAL_STATUSES}")
         properties = _customer_metadata(
             metrics=metrics or {},
+            directions=directions or {},
             hyperparameters=hyperparameters or {},
             dataset_version=dataset_version,
             code_version=code_version,
@@ -358,6 +365,7 @@ def model_version_from(response: Mapping[str, Any]) -> ModelVersion:
 def _customer_metadata(
     *,
     metrics: Mapping[str, float],
+    directions: Mapping[str, str],
     hyperparameters: Mapping[str, Any],
     dataset_version: str | None,
     code_version: str | None,
@@ -380,6 +388,12 @@ def _customer_metadata(
         if not math.isfinite(number):
             raise RegistryInputError(f"metric {name!r} is {metric!r}; metrics must be finite numbers")
         properties[f"{METRIC_PREFIX}{name}"] = repr(number)
+    for name, direction in directions.items():
+        if direction not in (HIGHER, LOWER):
+            raise RegistryInputError(
+                f"metric {name!r} has direction {direction!r}; use {HIGHER!r} or {LOWER!r}"
+            )
+        properties[f"{METRIC_DIRECTION_PREFIX}{name}"] = direction
     for name, value in hyperparameters.items():
         properties[f"{HYPERPARAMETER_PREFIX}{name}"] = str(value)
     if len(properties) > MAX_METADATA_ENTRIES:

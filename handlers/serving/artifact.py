@@ -9,6 +9,10 @@ toolkit's default (``default_pytorch_inference_handler.py``). A ``transform_fn``
 last three and may not be defined beside them. A function may take one extra trailing
 ``context`` argument, as in the toolkit; it receives ``None`` here.
 
+The default ``model_fn`` loads a TorchScript file (``model.pt``, as the toolkit does) and, beyond
+the toolkit, a ``torch.export`` program (``model.pt2``, ``torch.export.save``): export it with a
+dynamic batch dimension, since the server batches concurrent requests into one forward pass.
+
 Errors carry their HTTP status (``status_code``) and a ``message`` safe to show the caller.
 """
 
@@ -23,6 +27,7 @@ import logging
 import math
 import re
 import sys
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +60,9 @@ UTF8_TYPES = frozenset({JSON, CSV})
 DEFAULT_PROGRAM = "inference.py"
 CODE_DIR = "code"
 DEFAULT_MODEL_FILE = "model.pt"
+EXPORTED_SUFFIX = ".pt2"  # a torch.export program (torch.export.save)
+DEFAULT_EXPORTED_FILE = f"model{EXPORTED_SUFFIX}"
+DEFAULT_MODEL_SUFFIXES = frozenset({".pt", ".pth", EXPORTED_SUFFIX})
 _SHAPE_PROBLEM = re.compile(r"shape|size|dimension|mat1 and mat2", re.IGNORECASE)
 
 
@@ -179,26 +187,50 @@ def model_device() -> torch.device:
 
 
 def default_model_fn(model_dir: str) -> Any:
-    """A TorchScript ``model.pt``, else the one ``.pt``/``.pth`` file, loaded on the best device."""
-    root = Path(model_dir)
-    path = root / DEFAULT_MODEL_FILE
-    if not path.is_file():
-        candidates = sorted(p for p in root.iterdir() if p.is_file() and p.suffix in {".pt", ".pth"})
-        if len(candidates) != 1:
-            names = [p.name for p in candidates]
-            raise ModelLoadError(f"the default model_fn needs exactly one .pt or .pth file; found {names}")
-        path = candidates[0]
+    """A TorchScript ``model.pt`` or ``torch.export`` program ``model.pt2``, else the one
+    ``.pt``/``.pth``/``.pt2`` file, loaded on the best device."""
+    path = default_model_file(Path(model_dir))
     device = model_device()
+    load = _load_exported if path.suffix == EXPORTED_SUFFIX else _load_torchscript
+    model = load(path, device)
+    logger.info("loaded %s on %s", path.name, device)
+    return model
+
+
+def default_model_file(root: Path) -> Path:
+    """The file the default ``model_fn`` loads; ``ModelLoadError`` when there is not exactly one."""
+    for name in (DEFAULT_MODEL_FILE, DEFAULT_EXPORTED_FILE):
+        if (root / name).is_file():
+            return root / name
+    candidates = sorted(p for p in root.iterdir() if p.is_file() and p.suffix in DEFAULT_MODEL_SUFFIXES)
+    if len(candidates) != 1:
+        names = [p.name for p in candidates]
+        raise ModelLoadError(f"the default model_fn needs exactly one .pt, .pth or .pt2 file; found {names}")
+    return candidates[0]
+
+
+def _load_torchscript(path: Path, device: torch.device) -> Any:
     try:
         model = torch.jit.load(str(path), map_location=device)
     except RuntimeError as exc:
         raise ModelLoadError(
-            f"{path.name} is not a TorchScript model; save it with torch.jit.save or define "
-            "model_fn in code/inference.py"
+            f"{path.name} is not a TorchScript model; save it with torch.jit.save (or torch.export.save "
+            "as a .pt2 file) or define model_fn in code/inference.py"
         ) from exc
     model.eval()
-    logger.info("loaded TorchScript %s on %s", path.name, device)
     return model
+
+
+def _load_exported(path: Path, device: torch.device) -> Any:
+    """A ``torch.export`` program as a callable module (exported programs have no eval mode to set)."""
+    try:
+        program = torch.export.load(str(path))
+    except (RuntimeError, ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise ModelLoadError(
+            f"{path.name} is not a torch.export program; save it with torch.export.save or define "
+            "model_fn in code/inference.py"
+        ) from exc
+    return program.module().to(device)
 
 
 def default_input_fn(body: Any, content_type: str | None) -> torch.Tensor:

@@ -2,12 +2,20 @@
 
 ``python -m handlers.serving.server --model-dir PATH_OR_TARGZ`` serves an artifact in the SageMaker
 PyTorch layout with the SageMaker container contract (``/ping``, ``/invocations`` and ``/metrics``),
-worker processes and dynamic batching. Options, settings and shutdown: docs/serving.md.
+worker processes and dynamic batching. Options, settings and shutdown: docs/serving.md. An
+artifact's ``code/requirements.txt`` is installed first (``handlers.serving.requirements``).
+
+``python -m handlers.serving.server check --model-dir PATH_OR_TARGZ --request FILE`` loads the
+artifact as a worker does and answers the one JSON request in FILE (``-``: stdin) without listening:
+the answer on stdout and exit 0, or one line ``model_server check: <why>`` on stderr and exit 1
+(the request failed) or 3 (the artifact did not load). ``mlctl models register`` runs it before
+anything is uploaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import multiprocessing
@@ -20,12 +28,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import uvicorn
+
+from handlers.serving.requirements import RequirementsError, install_requirements, requirements_file
 
 logger = logging.getLogger("handlers.serving.server")
 
@@ -46,6 +57,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_LOAD_FAILED = 3
+CHECK_PREFIX = "model_server check:"
 
 
 @dataclass(frozen=True)
@@ -82,7 +94,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m handlers.serving.server",
         description="Serve a SageMaker PyTorch model artifact over HTTP (/ping, /invocations, /metrics).",
     )
-    parser.add_argument("command", nargs="?", choices=["serve"], help="accepted for `docker run IMAGE serve`")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["serve", "check"],
+        help="serve (accepted for `docker run IMAGE serve`), or check: load and answer --request once",
+    )
+    parser.add_argument("--request", default="-", help="check: the JSON request to answer (a file; -: stdin)")
     parser.add_argument("--model-dir", help=f"folder or model.tar.gz (${SM_MODEL_DIR}, {DEFAULT_MODEL_DIR})")
     parser.add_argument("--host", help="listen address (127.0.0.1; the container passes 0.0.0.0)")
     parser.add_argument("--port", type=int, help=f"listen port (${BIND_TO_PORT}, {DEFAULT_PORT})")
@@ -151,19 +169,27 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str] | None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the server until SIGTERM/SIGINT; returns the process exit code."""
+    """Run the server until SIGTERM/SIGINT (or, for ``check``, answer one request); returns the
+    process exit code."""
     try:
-        settings = resolve_settings(parse_args(argv))
+        args = parse_args(argv)
+        settings = resolve_settings(args)
     except SettingsError as exc:
         print(f"model_server: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    _configure_logging(settings.log_level)
+    checking = args.command == "check"
+    _configure_logging("warning" if checking and not args.log_level else settings.log_level)
     with contextlib.ExitStack() as stack:
         try:
             model_dir = prepare_model_dir(Path(settings.model_dir), stack)
-        except (FileNotFoundError, tarfile.TarError) as exc:
+            install_model_requirements(model_dir, stack)
+        except (FileNotFoundError, tarfile.TarError, RequirementsError) as exc:
+            if checking:
+                return _check_failed(str(exc), EXIT_LOAD_FAILED)
             logger.error("cannot serve %s: %s", settings.model_dir, exc)
-            return EXIT_USAGE
+            return EXIT_LOAD_FAILED if isinstance(exc, RequirementsError) else EXIT_USAGE
+        if checking:
+            return check_model(settings, model_dir, args.request)
         logger.info(
             "serving %s on %s:%d (%d worker(s) x %d torch thread(s), batching %s)",
             settings.model_dir,
@@ -177,6 +203,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.workers == 1:
             return run_worker(settings, model_dir)
         return _supervise(settings, model_dir)
+
+
+def install_model_requirements(model_dir: Path, stack: contextlib.ExitStack) -> None:
+    """Install the artifact's ``code/requirements.txt`` into a private folder (removed when ``stack``
+    closes) at the front of ``sys.path``, before any worker imports the inference module (spawned
+    workers inherit ``sys.path``)."""
+    if requirements_file(model_dir) is None:
+        return
+    target = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="model-requirements-")))
+    install_requirements(model_dir, target)
+    logger.info("installed code/requirements.txt into %s", target)
+
+
+def check_model(settings: ServerSettings, model_dir: Path, request: str) -> int:
+    """Load the artifact with a worker's own code and answer one JSON request, no socket opened."""
+    from handlers.serving.app import AppOptions, ModelService  # noqa: PLC0415 - loads torch
+    from handlers.serving.artifact import JSON, ServingError  # noqa: PLC0415
+
+    try:
+        body = sys.stdin.buffer.read() if request == "-" else Path(request).read_bytes()
+    except OSError as exc:
+        return _check_failed(f"cannot read the request: {exc}", EXIT_USAGE)
+    service = ModelService(
+        AppOptions(model_dir=model_dir, program=settings.program, batching=False, threads=2)
+    )
+    try:
+        service.load()
+    except Exception as exc:  # whatever the artifact's code raises is the reason it cannot serve
+        return _check_failed(f"the model did not load: {_one_line(exc)}", EXIT_LOAD_FAILED)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as executor:
+            answer = asyncio.run(service.predict(body, JSON, JSON, executor))
+    except ServingError as exc:
+        return _check_failed(f"the request was answered HTTP {exc.status_code}: {exc.message}", EXIT_FAILED)
+    except Exception as exc:
+        return _check_failed(f"the request failed: {_one_line(exc)}", EXIT_FAILED)
+    finally:
+        if service.batcher is not None:
+            service.batcher.close(timeout=5.0)
+    sys.stdout.buffer.write(answer.body + b"\n")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def _check_failed(reason: str, code: int) -> int:
+    print(f"{CHECK_PREFIX} {' '.join(reason.split())}", file=sys.stderr)
+    return code
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 NATIVE_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")

@@ -65,7 +65,18 @@ def add_local_parser(commands: Any) -> None:
     up.add_argument("--stack", default="dev", help="stack config to use (Pulumi.<stack>.yaml; default dev)")
     up.add_argument("--keep", action="store_true", help="leave the API and endpoint serving afterwards")
     up.add_argument("--manual-approval", action="store_true", help="stop after registering; approve yourself")
-    up.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"training epochs ({DEFAULT_EPOCHS})")
+    up.add_argument(
+        "--platform-only",
+        action="store_true",
+        help="create the stack's resources and keep them serving, train nothing (e.g. before "
+        "`mlctl models register --local`); implies --keep",
+    )
+    up.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"training epochs (built-in tasks: {DEFAULT_EPOCHS}; a team's stack: its configured value)",
+    )
     up.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help=argparse.SUPPRESS)
     up.set_defaults(handler=_up)
     down = actions.add_parser("down", help="stop everything `local up` started")
@@ -104,7 +115,13 @@ def _up(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        state = local_up(args.stack, state_dir, manual_approval=args.manual_approval, epochs=args.epochs)
+        state = local_up(
+            args.stack,
+            state_dir,
+            manual_approval=args.manual_approval,
+            epochs=args.epochs,
+            platform_only=args.platform_only,
+        )
     except PlatformBusyError as exc:
         print(f"mlctl local up: {exc}", file=sys.stderr)
         return 1
@@ -116,7 +133,7 @@ def _up(args: argparse.Namespace) -> int:
             print(f"  the platform is left running; `mlctl local down` stops it (logs: {state_dir}/logs)")
         return 1
     elapsed = time.monotonic() - started
-    if args.keep:
+    if args.keep or args.platform_only:
         pipeline, endpoint = state.outputs.get("trainingPipelineName"), state.outputs.get("endpointName")
         _say(
             f"\nThe platform keeps serving ({elapsed:.0f} s). Try:\n"
@@ -163,7 +180,9 @@ def _api_auth_line(state: LocalState) -> str:
     )
 
 
-def local_up(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int) -> LocalState:
+def local_up(
+    stack: str, state_dir: Path, *, manual_approval: bool, epochs: int | None, platform_only: bool = False
+) -> LocalState:
     """Run the loop once; returns the platform's state (still running). Raises :class:`LocalError`
     with a one-line message; the traceback goes to ``logs/up.log`` under ``state_dir``."""
     from infra.stack_config import StackConfigError, UnknownStackError  # noqa: PLC0415
@@ -171,7 +190,9 @@ def local_up(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int)
     try:
         # The loop runs handler code in this process too: none of it may see the user's AWS identity.
         with _only_up(state_dir), user_aws_hidden():
-            return _run_loop(stack, state_dir, manual_approval=manual_approval, epochs=epochs)
+            return _run_loop(
+                stack, state_dir, manual_approval=manual_approval, epochs=epochs, platform_only=platform_only
+            )
     except (LocalError, StackConfigError, UnknownStackError):
         raise
     except Exception as exc:  # one line for the user, the whole story in the log
@@ -215,7 +236,9 @@ def _platform_running(state_dir: Path) -> bool:
     return state is not None and process_alive(state.emulator_pid)
 
 
-def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int) -> LocalState:
+def _run_loop(
+    stack: str, state_dir: Path, *, manual_approval: bool, epochs: int | None, platform_only: bool = False
+) -> LocalState:
     # The handlers' structured INFO logs would bury the steps' own lines; warnings still show.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     from emulator.invocations import INVOCATIONS_FILE  # noqa: PLC0415
@@ -226,6 +249,7 @@ def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int
 
     _step(1, f"plan the {stack} stack (the Pulumi program under its mock runtime)")
     config = load_stack_config(stack)
+    epochs = _epochs_for(config, epochs)
     plan = run_offline(stack)
     names = StackNames.from_outputs(plan.outputs)
     function_env = _function_environments(plan)
@@ -239,6 +263,9 @@ def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int
         _create_resources(plan, state, names)
         state.applied = True
         state.write(state_dir)
+    if platform_only:
+        _say("the stack's resources are in place; nothing trained (--platform-only)")
+        return state
 
     state.runs += 1
     run = state.runs
@@ -284,6 +311,14 @@ def _run_loop(stack: str, state_dir: Path, *, manual_approval: bool, epochs: int
     flow.wait_for_capture(len(answers))
     flow.drift_check(function_env.get("drift-monitor", {}))
     return state
+
+
+def _epochs_for(config: Any, asked: int | None) -> int | None:
+    """What to train: as asked; for a built-in task, enough to pass the dev gate quickly; for a
+    team's stack, its configured hyperparameters (None: the pipeline's default)."""
+    if asked is not None or config.training.source is not None or config.training.image is not None:
+        return asked
+    return DEFAULT_EPOCHS
 
 
 def _function_environments(plan: Any) -> dict[str, dict[str, str]]:

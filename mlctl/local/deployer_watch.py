@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from emulator.invocations import InvocationRecord, read_invocations
 from handlers.common.contracts import SERVING_FILES
 from handlers.common.s3_uri import S3Uri
@@ -131,16 +133,28 @@ class DeployerWatch:
         return failed[-1] if failed else None
 
     def _check_published(self, version: Any, deployed: Deployment) -> None:
-        """The files the API and the drift monitor read are the deployed version's."""
+        """The files the API and the drift monitor read are the deployed version's: each it has is
+        published, each it lacks is not (the deployer withdraws another model's)."""
         sources = serving_file_sources(version)
         for name in SERVING_FILES:
             target = next((uri for uri in deployed.published if uri.rsplit("/", 1)[-1] == name), None)
-            bucket, key = sources[name]
-            if target is None or self._read(S3Uri.parse(target)) != self._read(S3Uri(bucket, key)):
+            source = sources.get(name)
+            if source is None or not self._exists(S3Uri(*source)):
+                if target is None:
+                    continue
+                raise DeployerError(f"the deployer published a {name} that {version.label} does not have")
+            if target is None or self._read(S3Uri.parse(target)) != self._read(S3Uri(*source)):
                 raise DeployerError(
                     f"the deployer verified {deployed.config_name} but did not publish {version.label}'s "
                     f"{name} (published: {', '.join(deployed.published) or 'nothing'})"
                 )
+
+    def _exists(self, location: S3Uri) -> bool:
+        try:
+            self._s3.head_object(Bucket=location.bucket, Key=location.key)
+        except ClientError:
+            return False
+        return True
 
     def _read(self, location: S3Uri) -> bytes:
         return bytes(self._s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read())

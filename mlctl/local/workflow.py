@@ -30,9 +30,10 @@ from typing import Any
 
 from emulator.clients import emulator_client
 from emulator.training import s3 as s3io
+from handlers.common.contracts import INPUT_SCHEMA_FILE, SERVING_PREFIX
 from handlers.common.s3_uri import S3Uri
 from infra.pipeline_definition import PREPARE_STEP, REGISTER_STEP
-from infra.stack_config import StackConfig
+from infra.stack_config import StackConfig, project_root
 from mlctl import invoke
 
 Say = Callable[[str], None]
@@ -102,7 +103,7 @@ class Workflow:
         say: Say,
         *,
         run: int,
-        epochs: int,
+        epochs: int | None,
         invocations: Path,
     ) -> None:
         self.config = config
@@ -113,7 +114,9 @@ class Workflow:
         self.run = run
         self.epochs = epochs
         self.invocations = invocations
-        self.task = config.training.task
+        own_code = config.training.source is not None or config.training.image is not None
+        # The built-in example task, or None for a team's own code (its own scripts and data).
+        self.builtin_task: str | None = None if own_code else config.training.task
         self.s3 = self.client("s3")
         self.sagemaker = self.client("sagemaker")
 
@@ -123,18 +126,43 @@ class Workflow:
     # --- data ------------------------------------------------------------------------------------------
 
     def put_raw_data(self) -> str:
-        """New raw data for this run under ``raw/``: the task's dataset on the first run, then a
-        new batch each run (see :func:`new_batch`)."""
+        """New raw data for this run under ``raw/``: the team's files (``training.dataset.localSample``)
+        or the built-in task's dataset on the first run, then a new batch each run (:func:`new_batch`)."""
+        dataset = self.config.training.dataset
+        if dataset is not None and dataset.local_sample is not None:
+            return self._put_team_data(project_root() / dataset.local_sample)
+        if self.builtin_task is None:
+            raise WorkflowError(
+                "ml-platform:training.dataset.localSample is not set: local mode needs a file or folder "
+                "of the team's data to put under raw/"
+            )
         from training_jobs import datasets  # noqa: PLC0415
 
         folder = Path(tempfile.mkdtemp(dir=self.work_dir, prefix="raw-"))
-        path = datasets.write_raw(self.task, folder, seed=self.run)
+        path = datasets.write_raw(self.builtin_task, folder, seed=self.run)
         if self.run > 1:
-            new_batch(self.task, path, seed=self.run)
+            new_batch(self.builtin_task, path, seed=self.run)
         key = f"raw/run-{self.run:03d}/{path.name}"
         self.s3.upload_file(str(path), self.names.buckets["raw"], key)
         self.say(
-            f"put {path.stat().st_size:,} bytes of {self.task} data at s3://{self.names.buckets['raw']}/{key}"
+            f"put {path.stat().st_size:,} bytes of {self.builtin_task} data at "
+            f"s3://{self.names.buckets['raw']}/{key}"
+        )
+        return f"s3://{self.names.buckets['raw']}/raw/"
+
+    def _put_team_data(self, sample: Path) -> str:
+        """Every file of the team's sample under ``raw/run-NNN/`` (the same rows again on a later run:
+        the preparer dedupes them, and their splits stay put)."""
+        files = [sample] if sample.is_file() else sorted(p for p in sample.rglob("*") if p.is_file())
+        if not files:
+            raise WorkflowError(f"training.dataset.localSample {sample} holds no files")
+        prefix = f"raw/run-{self.run:03d}"
+        for path in files:
+            relative = path.name if sample.is_file() else path.relative_to(sample).as_posix()
+            self.s3.upload_file(str(path), self.names.buckets["raw"], f"{prefix}/{relative}")
+        size = sum(path.stat().st_size for path in files)
+        self.say(
+            f"put {len(files)} file(s), {size:,} bytes of the team's data at s3://{self.names.buckets['raw']}/{prefix}/"
         )
         return f"s3://{self.names.buckets['raw']}/raw/"
 
@@ -146,7 +174,8 @@ class Workflow:
         from mlctl.train import SUCCEEDED, follow_execution, list_steps, start_training  # noqa: PLC0415
 
         arn = start_training(self.sagemaker, self.names.pipeline, epochs=self.epochs)
-        self.say(f"started {self.names.pipeline} ({self.epochs} epochs): {arn.rsplit('/', 1)[1]}")
+        epochs = "the configured epochs" if self.epochs is None else f"{self.epochs} epochs"
+        self.say(f"started {self.names.pipeline} ({epochs}): {arn.rsplit('/', 1)[1]}")
         outcome = follow_execution(
             self.sagemaker, arn, poll_seconds=0.5, say=lambda line: self.say(f"  {line}")
         )
@@ -187,7 +216,7 @@ class Workflow:
                 label=name,
             )
         axis.set_xlabel("epoch")
-        axis.set_title(f"{self.task}: training run {self.run}")
+        axis.set_title(f"{self.builtin_task or 'model'}: training run {self.run}")
         axis.legend(fontsize="small")
         figure.tight_layout()
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -210,20 +239,28 @@ class Workflow:
         if serving is None or serving.artifact_uri is None:
             return None
         champion_dir = self._extract(serving.artifact_uri, self.work_dir / f"champion-{self.run}")
-        # Both on this run's test split, which the challenger's own evaluation step also used.
-        champion_metrics = self._evaluate_dir(
-            champion_dir, run.dataset_dir, f"champion-evaluation-{self.run}"
-        )
-        instances = self._captured_instances()
-        replay = gate.replay_comparison(
-            _predictions(champion_dir, instances), _predictions(run.model_dir, instances)
-        )
+        # Both on this run's test split, which the challenger's own evaluation step also used: the
+        # challenger's report against the champion's, evaluated here the same way.
+        champion_report = self._evaluate_dir(champion_dir, run.dataset_dir, f"champion-evaluation-{self.run}")
+        challenger_report = self._read_json(str(challenger.evaluation_report_uri))
+        replay = None
+        if self.builtin_task is not None:  # the built-in inference module answers in-process
+            instances = self._captured_instances()
+            replay = gate.replay_comparison(
+                _predictions(champion_dir, instances), _predictions(run.model_dir, instances)
+            )
         margin = self.config.training.promotion_margin
-        decision = gate.compare(champion_metrics, challenger.metrics, margin=margin, replay=replay)
+        decision = gate.compare(
+            _report_values(champion_report),
+            _report_values(challenger_report),
+            margin=margin,
+            replay=replay,
+            directions=_report_directions(challenger_report),
+        )
         gate.record_decision(self.sagemaker, challenger.arn, decision, serving)
         agreement = (
             f", replay agreement {replay.agreement_rate:.3f} on {replay.count} requests"
-            if replay.agreement_rate is not None
+            if replay is not None and replay.agreement_rate is not None
             else ""
         )
         self.say(f"champion {serving.label} vs challenger {challenger.label}: {decision.reason}{agreement}")
@@ -231,9 +268,8 @@ class Workflow:
             raise WorkflowError(f"{challenger.label} was not promoted: {decision.reason}")
         return decision
 
-    def _evaluate_dir(self, model_dir: Path, dataset_dir: Path, name: str) -> dict[str, float]:
-        from training_jobs import evaluate  # noqa: PLC0415
-
+    def _evaluate_dir(self, model_dir: Path, dataset_dir: Path, name: str) -> dict[str, Any]:
+        """The stack's evaluation (the team's script, or the platform's) of ``model_dir`` on the split."""
         out = self.work_dir / name
         arguments = [
             "--model-dir",
@@ -243,12 +279,22 @@ class Workflow:
             "--output-dir",
             str(out),
         ]
-        with contextlib.redirect_stdout(io.StringIO()):  # the script prints its metrics; we say them
-            code = evaluate.main(arguments)
-        if code != 0:
-            raise WorkflowError(f"evaluating {model_dir.name} failed")
-        report = json.loads((out / "evaluation.json").read_text())
-        return {metric: float(value["value"]) for metric, value in report["metrics"].items()}
+        source = self.config.training.source
+        if source is not None and source.evaluate is not None:
+            _run_team_script(project_root() / source.dir, source.evaluate, arguments)
+        else:
+            from training_jobs import evaluate  # noqa: PLC0415
+
+            with contextlib.redirect_stdout(io.StringIO()):  # the script prints its metrics; we say them
+                code = evaluate.main(arguments)
+            if code != 0:
+                raise WorkflowError(f"evaluating {model_dir.name} failed")
+        report: dict[str, Any] = json.loads((out / "evaluation.json").read_text())
+        return report
+
+    def _read_json(self, uri: str) -> Any:
+        location = S3Uri.parse(uri)
+        return json.loads(self.s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read())
 
     def _captured_instances(self, limit: int = REPLAY_LIMIT) -> list[Any]:
         """The instances of recently captured requests (newest files first), for the replay."""
@@ -305,9 +351,11 @@ class Workflow:
         """Real HTTP requests to the API, one instance each, from the test split (signed under IAM auth)."""
         from handlers.common.input_schema import parse_input_schema  # noqa: PLC0415
 
-        schema_doc = (self.work_dir / f"model-{self.run}" / "input-schema.json").read_text()
-        schema = parse_input_schema(schema_doc)
-        records = _test_records(self.task, dataset_dir)[:count]
+        schema = parse_input_schema(self._served_file(INPUT_SCHEMA_FILE))
+        if self.builtin_task is not None:
+            records = _test_records(self.builtin_task, dataset_dir)[:count]
+        else:
+            records = _team_test_records(schema, dataset_dir, self.config.training)[:count]
         answers = []
         for features, label in records:
             instance = _api_instance(schema, features)
@@ -323,6 +371,14 @@ class Workflow:
             + json.dumps(first)[:150]
         )
         return answers
+
+    def _served_file(self, name: str) -> str:
+        """A serving file the deployer published for the API and the drift monitor (artifacts/serving/)."""
+        bucket, key = self.names.buckets["artifacts"], f"{SERVING_PREFIX}/{name}"
+        try:
+            return str(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode())
+        except self.s3.exceptions.NoSuchKey:
+            raise WorkflowError(f"the deployer published no {name} at s3://{bucket}/{key}") from None
 
     def wait_for_capture(self, minimum: int) -> list[str]:
         """The endpoint's data-capture objects, once the gateway has flushed ``minimum`` records."""
@@ -440,6 +496,35 @@ def post_json(url: str, document: Any, api_key: str | None, region: str | None =
         return answer.status, answer.body
 
 
+def _report_values(report: Mapping[str, Any]) -> dict[str, float]:
+    """Metric name -> value of an evaluation.json."""
+    return {name: float(metric["value"]) for name, metric in report["metrics"].items()}
+
+
+def _report_directions(report: Mapping[str, Any]) -> dict[str, bool]:
+    """Metric name -> higher is better, as an evaluation.json states it."""
+    return {
+        name: metric["direction"] == "higher"
+        for name, metric in report["metrics"].items()
+        if metric.get("direction") in ("higher", "lower")
+    }
+
+
+def _run_team_script(folder: Path, script: str, arguments: list[str]) -> None:
+    """A team's script from its source folder, with none of the platform's packages on its path."""
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run(  # noqa: S603 - this interpreter and the stack's own script
+        [sys.executable, script, *arguments], cwd=folder, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        tail = " | ".join(result.stderr.strip().splitlines()[-2:])
+        raise WorkflowError(f"{script} failed (exit {result.returncode}): {tail}")
+
+
 def _test_records(task_name: str, dataset_dir: Path) -> list[tuple[Any, Any]]:
     from training_jobs.tasks import get_task  # noqa: PLC0415
 
@@ -454,7 +539,35 @@ def _test_records(task_name: str, dataset_dir: Path) -> list[tuple[Any, Any]]:
     return [(record.features, record.target) for record in records]
 
 
+def _team_test_records(schema: Any, dataset_dir: Path, training: Any) -> list[tuple[Any, Any]]:
+    """(API instance, label) per row of a generic preparer's test split: tabular rows by feature
+    name, categorical codes given back as their category, or JSON-lines texts."""
+    import csv  # noqa: PLC0415
+
+    dataset = training.dataset
+    if dataset is None or dataset.format not in ("csv", "parquet", "jsonl"):
+        raise WorkflowError("local sample requests need a tabular or JSON-lines training.dataset")
+    test = dataset_dir / "test"
+    if dataset.format == "jsonl":
+        lines = (test / "data.jsonl").read_text().splitlines()
+        rows = [json.loads(line) for line in lines if line.strip()]
+        return [({"text": row[dataset.text_field]}, row[dataset.label_field]) for row in rows]
+    vocabularies = dict(getattr(schema, "categories", ()))
+    with (test / "data.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    records = []
+    for row in rows:
+        instance: dict[str, Any] = {}
+        for name in schema.feature_names:
+            value = row[name]
+            instance[name] = vocabularies[name][int(float(value))] if name in vocabularies else float(value)
+        records.append((instance, row[dataset.target]))
+    return records
+
+
 def _api_instance(schema: Any, features: Any) -> Any:
+    if isinstance(features, dict):
+        return features  # a team's record, already by feature name
     kind = getattr(schema, "kind", "")
     if kind == "image":
         import base64  # noqa: PLC0415

@@ -116,6 +116,10 @@ def test_the_drift_monitor_may_start_only_this_stacks_pipeline(stack_plan: Plan)
     assert statements["StartRetraining"]["Resource"] == stack_plan.outputs["trainingPipelineArn"]
     raw = stack_plan.outputs["bucketArns"]["raw"]
     assert statements["ReadCapturedTrafficAndBaseline"]["Resource"][0] == f"{raw}/capture/*"
+    # AND it may write one object only: the baseline it builds from captures for a model without one
+    artifacts = stack_plan.outputs["bucketArns"]["artifacts"]
+    assert statements["StoreCapturedBaseline"]["Action"] == "s3:PutObject"
+    assert statements["StoreCapturedBaseline"]["Resource"] == f"{artifacts}/serving/baseline.json"
 
 
 def test_a_failed_training_run_notifies_the_alert_topic(stack_plan: Plan) -> None:

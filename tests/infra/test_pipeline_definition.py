@@ -186,9 +186,15 @@ def test_prepare_reads_the_raw_data_and_writes_per_execution(base: dict[str, Any
         f"s3://{BASE.processed_bucket}/processed",
         {"Get": "Execution.PipelineExecutionId"},
     ]
-    # AND runs prepare.py as a module of the code tarball for the spec's task
-    assert args["AppSpecification"]["ContainerArguments"][:3] == ["training_jobs.prepare", "--task", "digits"]
+    # AND runs the platform's preparer as a module of the code tarball for the spec's task
+    arguments = args["AppSpecification"]["ContainerArguments"]
+    assert arguments[:2] == ["-m", "training_jobs.prepare"]
+    assert arguments[arguments.index("--task") + 1] == "digits"
     assert args["AppSpecification"]["ContainerEntrypoint"][-1].endswith("/source-0123abcd.tar.gz")
+    # AND its manifest is a property file: the registration reads the dataset version from it
+    assert step(base, "Prepare")["PropertyFiles"] == [
+        {"FilePath": "manifest.json", "OutputName": "dataset", "PropertyFileName": "DatasetManifest"}
+    ]
 
 
 def test_evaluate_consumes_the_model_and_the_test_split(base: dict[str, Any]) -> None:
@@ -224,11 +230,12 @@ def test_register_uses_the_trained_model_and_the_evaluation_report(base: dict[st
     # AND records what started the run, for lineage back to the data and the job
     properties = register["CustomerMetadataProperties"]
     report = {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}
-    assert {k: v for k, v in properties.items() if not k.startswith("metric.")} == {
+    manifest = {"Get": "Steps.Prepare.PropertyFiles.DatasetManifest"}
+    assert {k: v for k, v in properties.items() if not k.startswith(("metric.", "direction."))} == {
         "model": "digits-cnn",
         "task": "digits",
         "trigger-dataset-version": {"Get": "Parameters.DatasetVersion"},
-        "dataset-version": {"Std:JsonGet": {"Path": "dataset_version", "PropertyFile": report}},
+        "dataset-version": {"Std:JsonGet": {"Path": "dataset_version", "PropertyFile": manifest}},
         "training-job": {"Get": "Steps.Train.TrainingJobName"},
         "hyperparameter.epochs": {"Get": "Parameters.TrainingEpochs"},
     }
@@ -240,6 +247,11 @@ def test_register_uses_the_trained_model_and_the_evaluation_report(base: dict[st
                 "Values": [{"Std:JsonGet": {"Path": f"metrics.{name}.value", "PropertyFile": report}}],
             }
         }
+        for name in ("accuracy", "precision", "recall", "f1")
+    }
+    # AND which way each is better, as the report states it
+    assert {k: v for k, v in properties.items() if k.startswith("direction.")} == {
+        f"direction.{name}": {"Std:JsonGet": {"Path": f"metrics.{name}.direction", "PropertyFile": report}}
         for name in ("accuracy", "precision", "recall", "f1")
     }
 
@@ -270,37 +282,47 @@ def test_registration_waits_for_manual_approval_by_default(base: dict[str, Any])
     assert parameter(base, "ModelApprovalStatus")["DefaultValue"] == "PendingManualApproval"
 
 
-@pytest.mark.parametrize(
-    ("variant", "metric", "comparison"),
-    [("base", "accuracy", "GreaterThanOrEqualTo"), ("alt", "rmse", "LessThanOrEqualTo")],
-)
-def test_gate_compares_the_metric_in_its_direction(
-    request: pytest.FixtureRequest, variant: str, metric: str, comparison: str
+@pytest.mark.parametrize(("variant", "metric"), [("base", "accuracy"), ("alt", "rmse")])
+def test_gate_compares_the_metric_in_the_direction_the_report_states(
+    request: pytest.FixtureRequest, variant: str, metric: str
 ) -> None:
-    # GIVEN a higher-is-better (accuracy) or lower-is-better (rmse) metric
+    # GIVEN the condition of a stack gated on a higher-is-better (accuracy) or lower-is-better (rmse) metric
     definition = request.getfixturevalue(variant)
-    # WHEN reading the condition
-    (condition,) = step(definition, "CheckEvaluation")["Arguments"]["Conditions"]
-    # THEN it reads the metric from Evaluate's report and compares it with the threshold the right way
-    assert condition["Type"] == comparison
-    assert condition["LeftValue"] == {
-        "Std:JsonGet": {
-            "Path": f"metrics.{metric}.value",
-            "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"},
-        }
-    }
-    assert condition["RightValue"] == {"Get": "Parameters.EvaluationThreshold"}
+    conditions = step(definition, "CheckEvaluation")["Arguments"]["Conditions"]
+    report = {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}
+    value = {"Std:JsonGet": {"Path": f"metrics.{metric}.value", "PropertyFile": report}}
+    direction = {"Std:JsonGet": {"Path": f"metrics.{metric}.direction", "PropertyFile": report}}
+    threshold = {"Get": "Parameters.EvaluationThreshold"}
+    # THEN both directions are read from the report, not from the metric's name: "higher" needs
+    # value >= threshold, "lower" needs value <= threshold (all conditions must hold; no And exists)
+    assert conditions == [
+        {
+            "Type": "Or",
+            "Conditions": [
+                {"Type": "Equals", "LeftValue": direction, "RightValue": "lower"},
+                {"Type": "GreaterThanOrEqualTo", "LeftValue": value, "RightValue": threshold},
+            ],
+        },
+        {
+            "Type": "Or",
+            "Conditions": [
+                {"Type": "Equals", "LeftValue": direction, "RightValue": "higher"},
+                {"Type": "LessThanOrEqualTo", "LeftValue": value, "RightValue": threshold},
+            ],
+        },
+    ]
 
 
-@pytest.mark.parametrize(("variant", "metric", "sign"), [("base", "accuracy", ">="), ("alt", "rmse", "<=")])
-def test_fail_message_names_the_metric_and_threshold(
-    request: pytest.FixtureRequest, variant: str, metric: str, sign: str
-) -> None:
+@pytest.mark.parametrize("variant", ["base", "alt"])
+def test_fail_message_names_the_metric_and_threshold(request: pytest.FixtureRequest, variant: str) -> None:
     # GIVEN the Fail step
-    message = step(request.getfixturevalue(variant), "Fail")["Arguments"]["ErrorMessage"]
+    definition = request.getfixturevalue(variant)
+    metric = "accuracy" if variant == "base" else "rmse"
+    message = step(definition, "Fail")["Arguments"]["ErrorMessage"]
     text = " ".join(v for v in join_values(message) if isinstance(v, str))
-    # THEN it names the metric, the direction and the threshold parameter
-    assert f"{metric} on the test split is not {sign}" in text
+    # THEN it names the metric, where the direction comes from and the threshold parameter
+    assert f"{metric} on the test split does not meet" in text
+    assert "direction evaluation.json states" in text
     assert {"Get": "Parameters.EvaluationThreshold"} in join_values(message)
 
 
@@ -384,7 +406,11 @@ def test_metric_definitions_and_hyperparameters_are_carried_over(base: dict[str,
     args = step(base, "Train")["Arguments"]
     # THEN SageMaker scrapes the given metrics and train.py gets its task and the execution's epochs
     assert args["AlgorithmSpecification"]["MetricDefinitions"] == list(METRICS)
-    assert args["HyperParameters"] == {"task": "digits", "epochs": {"Get": "Parameters.TrainingEpochs"}}
+    hyperparameters = args["HyperParameters"]
+    assert {k: v for k, v in hyperparameters.items() if not k.startswith("sagemaker_")} == {
+        "task": "digits",
+        "epochs": {"Get": "Parameters.TrainingEpochs"},
+    }
 
 
 def test_every_job_runs_as_the_role(base: dict[str, Any]) -> None:
@@ -432,21 +458,107 @@ def test_no_image_account_id_is_written_in_our_code() -> None:
     assert re.search(r"\b\d{12}\b", source) is None
 
 
-@pytest.mark.parametrize(("variant", "rendezvous"), [("base", "--standalone"), ("alt", "--nnodes=2")])
-def test_training_launcher_unpacks_the_code_and_runs_torchrun(
-    request: pytest.FixtureRequest, variant: str, rendezvous: str
+@pytest.mark.parametrize("variant", ["base", "alt"])
+def test_the_built_in_task_trains_in_script_mode_like_a_teams_code(
+    request: pytest.FixtureRequest, variant: str
 ) -> None:
-    # GIVEN the Train step's container command
-    algorithm = step(request.getfixturevalue(variant), "Train")["Arguments"]["AlgorithmSpecification"]
-    script, code_file = algorithm["ContainerArguments"]
-    # THEN a shell unpacks the code channel's tarball and starts train.py as a module under torchrun
-    assert algorithm["ContainerEntrypoint"] == ["/bin/sh", "-c"]
-    assert code_file == "/opt/ml/input/data/code/source-0123abcd.tar.gz"
-    assert 'tar -xzf "$0"' in script
-    assert rendezvous in script
-    assert script.endswith("-m training_jobs.train")
-    # AND every item fits SageMaker's 256-character limit
-    assert all(len(item) <= 256 for item in algorithm["ContainerArguments"])
+    # GIVEN the Train step of a built-in task
+    args = step(request.getfixturevalue(variant), "Train")["Arguments"]
+    hyperparameters = args["HyperParameters"]
+    # THEN the image's own toolkit runs the platform bundle's train.py (no launcher of our own),
+    # one worker per GPU under torchrun
+    assert "ContainerEntrypoint" not in args["AlgorithmSpecification"]
+    assert hyperparameters["sagemaker_program"] == "train.py"
+    assert hyperparameters["sagemaker_submit_directory"] == "/opt/ml/input/data/code/source-0123abcd.tar.gz"
+    assert hyperparameters["sagemaker_torch_distributed_enabled"] == "true"
+    # AND the bundle arrives as the "code" channel, so it works under network isolation
+    code = channel(request.getfixturevalue(variant), "code")
+    assert code["DataSource"]["S3DataSource"]["S3Uri"] == BASE.code_uri
+
+
+# --- a team's own code and data ---------------------------------------------------------------------
+
+TEAM_CODE = "s3://mlp-dev-artifacts-111122223333-us-east-1/code/training/feedc0de/sourcedir.tar.gz"
+TEAM = replace(
+    BASE,
+    model_name="churn",
+    source_code_uri=TEAM_CODE,
+    training=TrainingConfig.model_validate(
+        {
+            "source": {
+                "dir": "examples/tabular-classifier/src",
+                "entryPoint": "train.py",
+                "evaluate": "evaluate.py",
+            },
+            "hyperparameters": {"epochs": 40, "learning-rate": 0.01, "balanced": True},
+            "dataset": {"format": "csv", "target": "churned", "categorical": ["contract"]},
+            "evaluationMetric": "macro_f1",
+            "evaluationThreshold": 0.6,
+        }
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+def team() -> dict[str, Any]:
+    return json.loads(build_pipeline_definition(TEAM))
+
+
+def test_a_teams_entry_point_runs_from_its_own_bundle_with_its_hyperparameters(team: dict[str, Any]) -> None:
+    # GIVEN a stack with the team's source folder
+    args = step(team, "Train")["Arguments"]
+    # THEN script mode runs the team's entry point from the team's bundle, with its hyperparameters
+    # (epochs through the execution's parameter, whose default is the configured value)
+    assert args["HyperParameters"] == {
+        "epochs": {"Get": "Parameters.TrainingEpochs"},
+        "learning-rate": "0.01",
+        "balanced": "true",
+        "sagemaker_program": "train.py",
+        "sagemaker_submit_directory": "/opt/ml/input/data/code/sourcedir.tar.gz",
+        "sagemaker_region": "us-east-1",
+        "sagemaker_container_log_level": "20",
+    }
+    assert channel(team, "code")["DataSource"]["S3DataSource"]["S3Uri"] == TEAM_CODE
+    assert parameter(team, "TrainingEpochs")["DefaultValue"] == "40"
+
+
+def test_a_teams_data_goes_through_the_generic_preparer_with_its_declared_schema(
+    team: dict[str, Any],
+) -> None:
+    app = step(team, "Prepare")["Arguments"]["AppSpecification"]
+    arguments = app["ContainerArguments"]
+    # THEN the platform bundle's preparer runs with the team's columns
+    assert app["ContainerEntrypoint"][-1].endswith("/source-0123abcd.tar.gz")
+    assert arguments[:2] == ["-m", "training_jobs.prepare"]
+    declared = dict(zip(arguments[6::2], arguments[7::2], strict=True))
+    assert declared == {
+        "--format": "csv",
+        "--problem": "classification",
+        "--target": "churned",
+        "--categorical": "contract",
+    }
+
+
+def test_a_teams_evaluation_script_writes_the_report_the_gate_and_registration_read(
+    team: dict[str, Any],
+) -> None:
+    evaluate = step(team, "Evaluate")["Arguments"]
+    # THEN Evaluate runs the team's script from the team's bundle
+    assert evaluate["AppSpecification"]["ContainerArguments"][0] == "evaluate.py"
+    assert evaluate["AppSpecification"]["ContainerEntrypoint"][-1].endswith("/sourcedir.tar.gz")
+    # AND the preparer's input schema and baseline come along, for the launcher to publish them
+    inputs = {i["InputName"]: i for i in evaluate["ProcessingInputs"]}
+    assert {"serving-input-schema", "serving-baseline"} <= set(inputs)
+    assert all(len(item) <= 256 for item in evaluate["AppSpecification"]["ContainerEntrypoint"])
+    # AND the registration records the gate's metric, its direction and no built-in task
+    properties = step(team, "RegisterModel")["Arguments"]["CustomerMetadataProperties"]
+    assert {"metric.macro_f1", "direction.macro_f1", "model"} <= set(properties)
+    assert "task" not in properties and properties["model"] == "churn"
+
+
+def test_a_team_stack_without_its_bundle_is_refused() -> None:
+    with pytest.raises(ValueError, match="source_code_uri"):
+        replace(TEAM, source_code_uri=None)
 
 
 # --- reproducible and offline --------------------------------------------------------------------
@@ -528,7 +640,7 @@ def test_the_spec_reads_the_stack_training_section_as_it_is() -> None:
     # THEN the definition's settings are that section's, not copies that could drift
     assert spec.training is training
     assert spec.metric_json_path == f"metrics.{training.evaluation_metric}.value"
-    assert replace(BASE, training=training.model_copy(update={"evaluation_metric": "rmse"})).lower_is_better
+    assert spec.builtin_task == training.task
 
 
 # --- the built definition is kept by content -------------------------------------------------------

@@ -49,7 +49,9 @@ def test_an_unknown_stack_is_a_clear_error_not_a_traceback() -> None:
     assert result.returncode == EXIT_USAGE
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
-    assert "unknown stack 'qa': no Pulumi.qa.yaml; available stacks: dev, prod" in result.stderr
+    assert "unknown stack 'qa': no Pulumi.qa.yaml; available stacks: dev, example-churn, prod" in (
+        result.stderr
+    )
 
 
 def test_bad_config_stops_the_program_before_any_resource_is_declared() -> None:

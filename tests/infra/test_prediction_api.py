@@ -121,6 +121,7 @@ def test_the_api_environment_names_the_endpoint_schema_and_limits(plan: Plan) ->
         "MODEL_INPUT_SCHEMA_URI": f"s3://{artifacts}/serving/input-schema.json",
         "LAMBDA_TIMEOUT_SECONDS": str(api.lambda_timeout_seconds),
         "MAX_BODY_BYTES": str(api.max_body_bytes),
+        "API_AUTH": api.auth.value,
         "POWERTOOLS_SERVICE_NAME": "prediction-api",
         "POWERTOOLS_METRICS_NAMESPACE": "ml-platform",
         "LOG_LEVEL": "INFO",
@@ -246,18 +247,19 @@ def test_the_api_is_regional(plan: Plan) -> None:
 
 def test_the_routes_and_catch_alls_reach_the_function_through_proxy_integrations(plan: Plan) -> None:
     paths = {r.name: r.inputs["pathPart"] for r in plan.of_type("aws:apigateway/resource:Resource")}
-    assert {paths["api-v1-resource"], paths["api-predict-resource"], paths["api-health-resource"]} == {
-        "v1",
-        "predict",
-        "health",
-    }
+    assert {
+        paths["api-v1-resource"],
+        paths["api-predict-resource"],
+        paths["api-health-resource"],
+        paths["api-openapi-json-resource"],
+    } == {"v1", "predict", "health", "openapi.json"}
     assert paths["api-root-proxy-resource"] == "{proxy+}"
     declared = {m.name: m.inputs["httpMethod"] for m in methods(plan)}
     assert declared["api-predict-post"] == "POST"
-    assert declared["api-health-get"] == "GET"
+    assert declared["api-health-get"] == declared["api-openapi-json-get"] == "GET"
     assert declared["api-root-proxy-any"] == declared["api-predict-any"] == "ANY"
     integrations = plan.of_type("aws:apigateway/integration:Integration")
-    assert len(integrations) == len(methods(plan)) == 10
+    assert len(integrations) == len(methods(plan)) == 13
     function_arn = function(plan, "predict-api").outputs["arn"]
     for integration in integrations:
         assert integration.inputs["type"] == "AWS_PROXY"
@@ -287,8 +289,10 @@ def test_post_predict_is_validated_against_the_request_model(plan: Plan) -> None
     model = plan.named("api-predict-request-model").inputs
     assert predict["requestModels"] == {"application/json": model["name"]}
     schema = json.loads(model["schema"])
-    assert schema["type"] == "object"
-    assert schema["oneOf"] == [{"required": ["instance"]}, {"required": ["instances"]}]
+    # The served model's input schema is published at run time (or absent, for a model whose
+    # requests pass through): the gateway's model takes any JSON, the Lambda checks the rest.
+    assert schema["$schema"] == "http://json-schema.org/draft-04/schema#"
+    assert not {"type", "oneOf", "required", "properties"} & set(schema)
     others = [m for m in methods(plan) if m.name != "api-predict-post"]
     assert all(not m.inputs.get("requestValidatorId") for m in others)
 

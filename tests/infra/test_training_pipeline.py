@@ -9,7 +9,8 @@ import pytest
 
 from handlers.common.instance_types import has_gpu
 from infra.offline import Plan, PlannedResource
-from infra.stack_config import load_stack_config
+from infra.source_bundle import build_folder_bundle
+from infra.stack_config import load_stack_config, project_root
 from tests.infra.conftest import as_list, cached_plan, policy_document
 
 # Actions AWS cannot scope to a resource; the only ones allowed on "*", each with a reason in the code.
@@ -201,3 +202,27 @@ def test_the_trigger_role_may_only_start_this_pipeline(stack_plan: Plan) -> None
     (statement,) = policy_document(stack_plan.named("training-trigger-policy"))["Statement"]
     assert statement["Action"] == "sagemaker:StartPipelineExecution"
     assert statement["Resource"] == pipeline(stack_plan).outputs["arn"]
+
+
+# --- a team's own code (examples/tabular-classifier through its stack) ----------------------------------
+
+
+def test_a_team_stack_plans_its_own_code_bundle_and_entry_point() -> None:
+    # GIVEN the example team's stack (training.source points at its folder)
+    plan = cached_plan("example-churn")
+    config = load_stack_config("example-churn")
+    assert config.training.source is not None
+    # THEN the team's folder is uploaded as its own content-addressed, encrypted bundle
+    expected = build_folder_bundle(project_root() / config.training.source.dir)
+    team_code = plan.named("training-source-code")
+    assert team_code.inputs["key"] == expected.s3_key
+    assert team_code.inputs["serverSideEncryption"] == "aws:kms"
+    # AND the pipeline's Train step runs that bundle's entry point in script mode
+    train = next(s for s in definition(plan)["Steps"] if s["Name"] == "Train")["Arguments"]
+    code = next(c for c in train["InputDataConfig"] if c["ChannelName"] == "code")
+    assert code["DataSource"]["S3DataSource"]["S3Uri"].endswith(expected.s3_key)
+    assert train["HyperParameters"]["sagemaker_program"] == config.training.source.entry_point
+    # AND Evaluate runs the team's evaluation script from the same bundle
+    evaluate = next(s for s in definition(plan)["Steps"] if s["Name"] == "Evaluate")["Arguments"]
+    assert evaluate["AppSpecification"]["ContainerArguments"][0] == config.training.source.evaluate
+    assert evaluate["AppSpecification"]["ContainerEntrypoint"][-1].endswith("sourcedir.tar.gz")

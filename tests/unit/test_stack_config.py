@@ -335,3 +335,62 @@ def test_the_configurable_tasks_are_the_tasks_training_knows() -> None:
     from training_jobs.tasks import TASKS  # noqa: PLC0415
 
     assert sorted(get_args(TrainingTask)) == sorted(TASKS)
+
+
+# --- a team's own training code and data ----------------------------------------------------------
+
+TEAM_SOURCE = {"dir": "examples/tabular-classifier/src", "entryPoint": "train.py", "evaluate": "evaluate.py"}
+TEAM_DATASET = {"format": "csv", "target": "churned", "categorical": ["contract"]}
+
+
+def team_training(**changes: Any) -> dict[str, Any]:
+    training: dict[str, Any] = {"source": TEAM_SOURCE, "dataset": TEAM_DATASET, **changes}
+    return {**BASE, "ml-platform:training": {k: v for k, v in training.items() if v is not None}}
+
+
+def issue_for(values: dict[str, Any], key: str) -> str:
+    error = rejection(values)
+    matching = [str(issue) for issue in error.issues if issue.key == key]
+    assert matching, f"no issue for {key}: {error}"
+    return matching[0]
+
+
+def test_a_teams_source_folder_data_and_hyperparameters_are_accepted() -> None:
+    config = parse_stack_config(team_training(hyperparameters={"epochs": 40, "dropout": 0.1}), source="test")
+    assert config.training.source is not None and config.training.source.evaluate == "evaluate.py"
+    assert config.training.hyperparameters == {"epochs": 40, "dropout": 0.1}
+    assert config.training.dataset is not None and config.training.dataset.categorical == ("contract",)
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "allowed"),
+    [
+        ({"task": "digits"}, "ml-platform:training.task", "remove it when training.source"),
+        ({"dataset": None}, "ml-platform:training.dataset", "needs its data declared"),
+        ({"source": {**TEAM_SOURCE, "evaluate": None}}, "ml-platform:training.source.evaluate", "evaluation"),
+        (
+            {"source": {**TEAM_SOURCE, "entryPoint": "tran.py"}},
+            "ml-platform:training.source.entryPoint",
+            "file",
+        ),
+        ({"source": {**TEAM_SOURCE, "dir": "examples/nowhere"}}, "ml-platform:training.source.dir", "folder"),
+        (
+            {"source": {**TEAM_SOURCE, "dir": "../outside"}},
+            "ml-platform:training.source.dir",
+            "inside the project",
+        ),
+        ({"dataset": {"format": "csv"}}, "ml-platform:training.dataset.target", "target column"),
+        ({"dataset": {**TEAM_DATASET, "format": "xlsx"}}, "ml-platform:training.dataset.format", "csv"),
+        ({"image": "my-image:latest"}, "ml-platform:training.image", "pattern"),
+    ],
+)
+def test_a_teams_training_settings_are_checked_naming_the_key(
+    changes: dict[str, Any], key: str, allowed: str
+) -> None:
+    assert allowed in issue_for(team_training(**changes), key)
+
+
+def test_the_example_team_stack_loads() -> None:
+    config = load_stack_config("example-churn")
+    assert config.training.source is not None
+    assert config.training.dataset is not None and config.training.dataset.local_sample is not None

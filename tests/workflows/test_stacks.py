@@ -23,10 +23,15 @@ def stacks() -> dict[str, StackConfig]:
     return {stack: load_stack_config(stack) for stack in DEPLOY_STAGES}
 
 
+EXAMPLE_PREFIX = "example-"  # the stacks of examples/ (docs/bring-your-own-model.md)
+
+
 def test_the_pipeline_deploys_exactly_the_stacks_in_the_repository() -> None:
-    # GIVEN the Pulumi.<stack>.yaml files
+    # GIVEN the Pulumi.<stack>.yaml files, less the examples' (planned in CI, deployed by hand)
     # THEN they are the pipeline's stages: no stack is left out of CI, none is missing
-    assert available_stacks() == sorted(DEPLOY_STAGES)
+    deployed = [stack for stack in available_stacks() if not stack.startswith(EXAMPLE_PREFIX)]
+    assert deployed == sorted(DEPLOY_STAGES)
+    assert [stack for stack in available_stacks() if stack.startswith(EXAMPLE_PREFIX)] == ["example-churn"]
 
 
 @pytest.mark.parametrize("stack", DEPLOY_STAGES)

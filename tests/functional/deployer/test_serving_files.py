@@ -75,15 +75,31 @@ def test_the_served_versions_files_replace_the_published_ones(aws: dict[str, Any
     assert _read(aws, "serving/baseline.json") == BASELINE
 
 
-def test_a_version_missing_a_file_replaces_nothing(aws: dict[str, Any]) -> None:
+def test_a_file_the_version_lacks_is_withdrawn_never_left_from_another_model(aws: dict[str, Any]) -> None:
+    # GIVEN an older model's schema and baseline published, and a version without a baseline
     aws["s3"].put_object(Bucket=BUCKET, Key="serving/input-schema.json", Body=b'{"kind": "text"}')
+    aws["s3"].put_object(Bucket=BUCKET, Key="serving/baseline.json", Body=b'{"old": true}')
     version = _version(aws, with_baseline=False)
     written = deployer.publish_for_endpoint(
         aws["sagemaker"], _settings(), {TAG_MODEL_PACKAGE: version.arn}, s3=aws["s3"]
     )
-    # THEN nothing is published (the deployment stands; the error is logged and counted)
+    # THEN its schema is published and the old baseline is gone (drift then builds one from captures)
+    assert written == [f"{DESTINATION}input-schema.json"]
+    assert _read(aws, "serving/input-schema.json") == SCHEMA
+    listed = aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="serving/")["Contents"]
+    assert [item["Key"] for item in listed] == ["serving/input-schema.json"]
+
+
+def test_a_version_without_a_report_withdraws_both_files(aws: dict[str, Any]) -> None:
+    aws["s3"].put_object(Bucket=BUCKET, Key="serving/input-schema.json", Body=b'{"kind": "text"}')
+    version = ModelRegistry(aws["sagemaker"]).register(
+        GROUP, f"s3://{BUCKET}/registered/model.tar.gz", "image"
+    )
+    written = deployer.publish_for_endpoint(
+        aws["sagemaker"], _settings(), {TAG_MODEL_PACKAGE: version.arn}, s3=aws["s3"]
+    )
     assert written == []
-    assert _read(aws, "serving/input-schema.json") == {"kind": "text"}
+    assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="serving/")
 
 
 def test_nothing_is_published_when_the_stack_does_not_ask_for_it(aws: dict[str, Any]) -> None:

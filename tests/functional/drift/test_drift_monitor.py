@@ -206,10 +206,12 @@ def test_a_baseline_inside_the_model_archive_is_found(
     assert run_monitor()["status"] == "ok"
 
 
-def test_a_missing_baseline_is_a_configuration_error(
+def test_a_missing_model_archive_is_a_configuration_error(
     world: DriftWorld, run_monitor: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("BASELINE_S3_URI", f"s3://{ARTIFACTS}/models/run-9/baseline.json")
+    # A baseline.json that is absent is built from traffic (test_captured_baseline.py); an archive
+    # named on purpose that is absent is a mistake.
+    monkeypatch.setenv("BASELINE_S3_URI", f"s3://{ARTIFACTS}/models/run-9/model.tar.gz")
     with pytest.raises(BaselineNotFoundError, match="run-9"):
         run_monitor()
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 from typing import Any
 
 import pytest
 from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
+from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from handlers.api import endpoint_client
@@ -28,6 +30,10 @@ from .conftest import (
 
 REQUEST_ID = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"  # requestContext.requestId of apigw_predict.json
 HEALTH_REQUEST_ID = "d2f8a0b1-7b61-11e6-8c3d-1b2c3d4e5f60"
+
+
+def _body(payload: bytes) -> StreamingBody:
+    return StreamingBody(io.BytesIO(payload), len(payload))
 
 
 def assert_error(answer: Any, status: int, code: str, request_id: str = REQUEST_ID) -> None:
@@ -314,13 +320,29 @@ def test_model_error_is_502(use_schema: Any, endpoint: Stubber) -> None:
     assert "boom" not in answer.raw_body
 
 
-def test_reply_without_the_contract_is_502(use_schema: Any, endpoint: Stubber) -> None:
-    # GIVEN an endpoint answering one prediction for two instances
+def test_a_reply_in_another_shape_is_passed_on_not_refused(use_schema: Any, endpoint: Stubber) -> None:
+    # GIVEN an endpoint answering one prediction for two instances (not the built-in shape)
     use_schema(TEXT_SCHEMA)
     endpoint.add_response("invoke_endpoint", endpoint_reply(["spam"], [0.5]))
-    # WHEN / THEN
+    # WHEN
     answer = invoke(predict_event('{"instances": [{"text": "a"}, {"text": "b"}]}'))
-    assert_error(answer, 502, "bad_model_response")
+    # THEN the caller gets the model's answer as it is, with the version and request id added
+    assert answer.status == 200
+    assert answer.body == {
+        "predictions": ["spam"],
+        "confidence": [0.5],
+        "model_version": "7",
+        "request_id": answer.body["request_id"],
+    }
+    assert answer.body["request_id"] == REQUEST_ID and answer.headers["X-Model-Version"] == "7"
+
+
+def test_a_reply_that_is_not_json_is_502(use_schema: Any, endpoint: Stubber) -> None:
+    # GIVEN an endpoint answering bytes that are not JSON
+    use_schema(TEXT_SCHEMA)
+    endpoint.add_response("invoke_endpoint", {**raw_reply([]), "Body": _body(b"<html>oops</html>")})
+    # WHEN / THEN
+    assert_error(invoke(predict_event('{"instance": {"text": "a"}}')), 502, "bad_model_response")
 
 
 @pytest.mark.parametrize(
@@ -370,19 +392,15 @@ def test_unexpected_failure_is_500_with_request_id_and_no_trace(use_schema: Any,
     assert "not found" not in answer.raw_body and "ValidationError" not in answer.raw_body
 
 
-def test_missing_schema_is_500_and_the_api_recovers(
+def test_an_invalid_schema_is_500_and_the_api_recovers(
     use_schema: Any, endpoint: Stubber, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a function deployed without an input schema
-    use_schema(TEXT_SCHEMA)
-    monkeypatch.delenv("MODEL_INPUT_SCHEMA")
-    from handlers.api import handler as predict_api
-
-    predict_api.reset_configuration()
+    # GIVEN a function deployed with a schema that does not validate (an unknown kind)
+    use_schema({"kind": "audio"})
     # WHEN it is asked for a prediction / its health
     broken = invoke(predict_event('{"instance": {"text": "hi"}}'))
     health = invoke(load_event("apigw_health.json"))
-    # THEN both are 500s without details
+    # THEN both are 500s without details: it never stops validating silently
     assert_error(broken, 500, "internal_error")
     assert_error(health, 500, "internal_error", request_id=HEALTH_REQUEST_ID)
     assert broken.body["error"]["details"] == []

@@ -21,6 +21,7 @@ from moto.server import ThreadedMotoServer
 from emulator import hosting, pipeline_executions
 from emulator.clients import emulator_client
 from emulator.provision import AppliedStack, LocalApplier
+from handlers.common.contracts import recorded_directions
 from handlers.common.instance_types import has_gpu
 from handlers.common.s3_uri import S3Uri
 from handlers.registry import champion
@@ -102,16 +103,16 @@ def test_an_execution_runs_every_step_of_the_deployed_definition(
     assert steps["CheckEvaluation"]["Metadata"] == {"Condition": {"Outcome": "True"}}
     job = steps["Train"]["Metadata"]["TrainingJob"]["Arn"].rsplit("/", 1)[1]
     described = emulator.client("sagemaker").describe_training_job(TrainingJobName=job)
-    # AND the training job ran the definition's own launcher and hyperparameters
+    # AND the training job ran the definition's hyperparameters in script mode: the built-in task is
+    # the platform bundle's train.py, run by the toolkit as a team's entry point would be
     definition = json.loads(
         emulator.plan.of_type("aws:sagemaker/pipeline:Pipeline")[0].inputs["pipelineDefinition"]
     )
     train = next(s for s in definition["Steps"] if s["Name"] == "Train")["Arguments"]
-    assert (
-        described["AlgorithmSpecification"]["ContainerArguments"]
-        == train["AlgorithmSpecification"]["ContainerArguments"]
-    )
-    assert described["HyperParameters"] == {"task": "digits", "epochs": str(EPOCHS)}
+    assert "ContainerEntrypoint" not in described["AlgorithmSpecification"]
+    assert described["HyperParameters"] == {**train["HyperParameters"], "epochs": str(EPOCHS)}
+    assert described["HyperParameters"]["sagemaker_program"] == "train.py"
+    assert described["HyperParameters"]["task"] == "digits"
 
 
 def test_the_registered_version_carries_the_evaluation_metrics_and_the_serving_image(
@@ -126,6 +127,11 @@ def test_the_registered_version_carries_the_evaluation_metrics_and_the_serving_i
     # THEN the registry holds every metric of the report (what the champion gates compare), the
     # dataset it was trained on and its training job
     assert version.metrics == {name: value["value"] for name, value in report["metrics"].items()}
+    # AND which way each is better, as the report states it
+    assert recorded_directions(version.customer_metadata) == {
+        name: value["direction"] == "higher" for name, value in report["metrics"].items()
+    }
+    assert recorded_directions(version.customer_metadata)["accuracy"] is True
     assert version.dataset_version == report["dataset_version"]
     assert (
         version.training_job

@@ -15,7 +15,7 @@ from emulator.ports import free_port
 from emulator.runtime import EndpointRouter, Route, RuntimeGateway
 from handlers.api import endpoint_client
 from handlers.api.error_responses import status_and_code
-from handlers.api.errors import EndpointThrottledError, ModelInvocationError
+from handlers.api.errors import EndpointThrottledError, ModelRejectedInputError
 from handlers.common.aws_clients import botocore_client
 from tests.functional.local.conftest import ENDPOINT, REGION, VARIANT, FakeContainer, runtime_client
 
@@ -127,18 +127,21 @@ def test_the_lambdas_client_maps_each_gateway_answer(served: RuntimeGateway, rou
     router.set_route("gone", Route(f"http://127.0.0.1:{free_port()}", VARIANT))
 
     # WHEN it invokes a served endpoint, then makes each failing call
-    reply = endpoint_client.invoke_endpoint(ENDPOINT, [[3.0, 0.0, 0.0]])
-    with pytest.raises(ModelInvocationError) as model_error:
-        endpoint_client.invoke_endpoint(ENDPOINT, [["three", 0.0, 0.0]])
+    reply = endpoint_client.invoke_endpoint(ENDPOINT, b'{"instances": [[3.0, 0.0, 0.0]]}')
+    with pytest.raises(ModelRejectedInputError) as refused:
+        endpoint_client.invoke_endpoint(ENDPOINT, b'{"instances": [["three", 0.0, 0.0]]}')
     with pytest.raises(EndpointThrottledError) as busy:
-        endpoint_client.invoke_endpoint("gone", [[3.0, 0.0, 0.0]])
+        endpoint_client.invoke_endpoint("gone", b'{"instances": [[3.0, 0.0, 0.0]]}')
     with pytest.raises(ClientError) as unknown:
-        endpoint_client.invoke_endpoint("no-such-endpoint", [[3.0, 0.0, 0.0]])
+        endpoint_client.invoke_endpoint("no-such-endpoint", b'{"instances": [[3.0, 0.0, 0.0]]}')
 
-    # THEN the reply parses, and each error becomes the API status docs/api.md promises
-    assert reply.predictions == [0] and reply.variant == VARIANT
-    assert reply.confidence[0] is not None and reply.confidence[0] > 0.5
-    assert status_and_code(model_error.value) == (502, "model_error")
+    # THEN the reply is the container's JSON, and each error becomes the API status docs/api.md
+    # promises: the container's own 4xx (it refused the input) is the caller's 400
+    answer = json.loads(reply.payload)
+    assert answer["predictions"][0]["label"] == 0 and reply.variant == VARIANT
+    assert answer["predictions"][0]["confidence"] > 0.5
+    assert status_and_code(refused.value) == (400, "invalid_request")
+    assert "(it answered 400)" in refused.value.message
     assert status_and_code(busy.value) == (503, "endpoint_busy")
     assert status_and_code(unknown.value)[0] == 500
 

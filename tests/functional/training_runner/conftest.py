@@ -54,6 +54,25 @@ class Aws:
         return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
 
 
+def prepare_task(task: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in task's dataset, written raw and prepared as the pipeline's Prepare step does."""
+    from training_jobs import datasets, prepare  # noqa: PLC0415 - torch-free, but only these tests need it
+
+    raw = datasets.write_raw(task, tmp_path_factory.mktemp("raw"))
+    out = tmp_path_factory.mktemp("prepared")
+    prepare.prepare(task, raw.parent, out)
+    return out
+
+
+def upload_splits(aws: Aws, prepared: Path, prefix: str = "processed/run-1") -> dict[str, str]:
+    """The prepared splits under ``prefix`` in the test bucket; the train and validation channels."""
+    for path in prepared.rglob("*"):
+        if path.is_file():
+            aws.put(f"{prefix}/{path.relative_to(prepared).as_posix()}", path.read_bytes())
+    base = f"s3://{aws.bucket}/{prefix}"
+    return {"train": f"{base}/train", "validation": f"{base}/validation"}
+
+
 def _read_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
     stream = archive.extractfile(member)
     assert stream is not None

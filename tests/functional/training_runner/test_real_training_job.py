@@ -8,28 +8,15 @@ import pytest
 
 from emulator.training.job import JobStatus, TrainingJobSpec
 from emulator.training.runner import LocalTrainingRunner
-from tests.functional.training_runner.conftest import ROLE_ARN, Aws
-from training_jobs import datasets, prepare
+from tests.functional.training_runner.conftest import ROLE_ARN, Aws, prepare_task, upload_splits
 from training_jobs.metrics import METRIC_DEFINITIONS
 
 TASK = "digits"
-PROCESSED = "processed/run-1"
 
 
 @pytest.fixture(scope="module")
 def prepared_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    raw = datasets.write_raw(TASK, tmp_path_factory.mktemp("raw"))
-    out = tmp_path_factory.mktemp("prepared")
-    prepare.prepare(TASK, raw.parent, out)
-    return out
-
-
-def upload_splits(aws: Aws, prepared: Path) -> dict[str, str]:
-    for path in prepared.rglob("*"):
-        if path.is_file():
-            aws.put(f"{PROCESSED}/{path.relative_to(prepared).as_posix()}", path.read_bytes())
-    base = f"s3://{aws.bucket}/{PROCESSED}"
-    return {"train": f"{base}/train", "validation": f"{base}/validation"}
+    return prepare_task(TASK, tmp_path_factory)
 
 
 def digits_job(aws: Aws, channels: dict[str, str], name: str, **hyperparameters: str) -> TrainingJobSpec:

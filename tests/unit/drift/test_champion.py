@@ -99,3 +99,36 @@ def test_the_recorded_comparison_fits_sagemakers_metadata_limits() -> None:
     assert entries["comparison.decision"] == REFUSE
     assert entries["comparison.champion"] == "mlp-dev-models/3"
     assert all(len(k) <= 128 and 0 < len(v) <= 256 for k, v in entries.items())
+
+
+def test_a_metric_is_judged_in_the_direction_its_report_states() -> None:
+    # GIVEN a team's metric whose name says nothing about its direction
+    champion, challenger = {"churn_cost": 100.0}, {"churn_cost": 120.0}
+    # THEN without a stated direction it is not compared; stated, it is judged that way
+    assert compare(champion, challenger).decision == REFUSE  # nothing comparable
+    assert compare(champion, challenger, margin=1.0, directions={"churn_cost": False}).decision == REFUSE
+    assert compare(champion, challenger, margin=1.0, directions={"churn_cost": True}).decision == PROMOTE
+    # AND a stated direction wins over the name's
+    assert compare({"accuracy": 0.9}, {"accuracy": 0.5}, directions={"accuracy": False}).promote
+
+
+def test_versions_are_compared_in_the_directions_their_metadata_records() -> None:
+    from handlers.registry.champion import compare_versions
+    from handlers.registry.client import ModelVersion
+
+    def version(number: int, value: float) -> ModelVersion:
+        metadata = {"metric.churn_cost": repr(value), "direction.churn_cost": "lower"}
+        return ModelVersion(
+            arn=f"arn:aws:sagemaker:us-east-1:123456789012:model-package/churn/{number}",
+            group="churn",
+            version=number,
+            status="Approved",
+            package_status="Completed",
+            image_uri=None,
+            artifact_uri=None,
+            metrics={"churn_cost": value},
+            customer_metadata=metadata,
+        )
+
+    assert not compare_versions(version(1, 100.0), version(2, 120.0), margin=1.0).promote
+    assert compare_versions(version(1, 100.0), version(2, 80.0), margin=1.0).promote

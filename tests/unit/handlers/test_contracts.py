@@ -11,6 +11,14 @@ def test_training_writes_the_serving_files_the_deployer_publishes() -> None:
     assert input_contract.INPUT_SCHEMA_FILE == contracts.INPUT_SCHEMA_FILE
     assert baselines.BASELINE_FILE == contracts.BASELINE_FILE
     assert evaluate.SERVING_FILES == contracts.SERVING_FILES
+    assert baselines.BASELINE_FORMAT == contracts.BASELINE_FORMAT
+
+
+def test_the_reports_directions_are_the_ones_the_gates_read() -> None:
+    # evaluation.json states "higher"/"lower"; the registry metadata and the gates read the same words
+    assert (evaluation_report.HIGHER, evaluation_report.LOWER) == (contracts.HIGHER, contracts.LOWER)
+    for name, direction in evaluation_report.METRIC_DIRECTIONS.items():
+        assert contracts.metric_direction(name) is (direction == contracts.HIGHER)
 
 
 def test_every_metric_evaluation_reports_has_a_known_direction() -> None:

@@ -13,7 +13,8 @@ from training_jobs import checkpoint
 from training_jobs.trainer import Trainer, TrainerConfig
 
 
-def tiny_trainer(checkpoint_dir, *, is_main_process=True, epochs=2, lines=None):
+def tiny_trainer(checkpoint_dir, *, is_main_process=True, epochs=2, lines=None, **config):
+    """A linear classifier on 32 random rows; ``config`` adds TrainerConfig settings (run identity...)."""
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(32, 4), torch.randint(0, 2, (32,)))
     model = nn.Linear(4, 2)
@@ -25,7 +26,9 @@ def tiny_trainer(checkpoint_dir, *, is_main_process=True, epochs=2, lines=None):
         nn.CrossEntropyLoss(),
         task_kind="classification",
         device=torch.device("cpu"),
-        config=TrainerConfig(epochs=epochs, checkpoint_dir=checkpoint_dir, is_main_process=is_main_process),
+        config=TrainerConfig(
+            epochs=epochs, checkpoint_dir=checkpoint_dir, is_main_process=is_main_process, **config
+        ),
         log=(lines.append if lines is not None else print),
     )
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from training_jobs import prepare
+from training_jobs.splitting import SPLIT_NAMES, split_of
 from training_jobs.tasks import get_task
 
 HEADER = ",".join(get_task("diabetes").header())
@@ -84,19 +85,21 @@ def test_text_rows_are_validated_and_deduped_ignoring_case_and_spacing(tmp_path)
     assert manifest["rows"]["kept"] == 10
 
 
-def test_split_is_70_20_10_disjoint_and_complete(messy_csv, tmp_path):
+def test_each_row_lands_in_the_split_its_content_hash_names(messy_csv, tmp_path):
     # GIVEN 100 clean rows (after cleaning)
     # WHEN prepared
     manifest = prepare.prepare("diabetes", messy_csv, tmp_path / "out")
-    # THEN the splits hold 70/20/10 rows, no row twice, none lost
-    sizes = {name: entry["rows"] for name, entry in manifest["files"].items()}
-    assert sizes == {"train/data.csv": 70, "validation/data.csv": 20, "test/data.csv": 10}
-    rows = [
-        line
-        for split in ("train", "validation", "test")
-        for line in (tmp_path / "out" / split / "data.csv").read_text().splitlines()[1:]
-    ]
-    assert len(set(rows)) == 100
+    # THEN no row is lost or written twice, and each sits in the split of its dedupe key's hash
+    task = get_task("diabetes")
+    seen = []
+    for split in SPLIT_NAMES:
+        lines = (tmp_path / "out" / split / "data.csv").read_text().splitlines()[1:]
+        assert manifest["files"][f"{split}/data.csv"]["rows"] == len(lines)
+        for line in lines:
+            assert split_of(task.dedupe_key(task.parse(line))) == split
+        seen += lines
+    assert len(seen) == len(set(seen)) == 100
+    assert manifest["split"]["method"] == "sha256-bucket"
 
 
 def test_same_input_gives_same_version_and_hashes_match_files(messy_csv, tmp_path):
@@ -143,3 +146,19 @@ def test_wrong_header_is_refused(tmp_path):
     # WHEN prepared THEN it fails, naming the file, rather than silently dropping every row
     with pytest.raises(ValueError, match="header"):
         prepare.prepare("diabetes", tmp_path / "raw", tmp_path / "out")
+
+
+def test_wrong_header_exits_2_with_one_line_naming_the_file(tmp_path, capsys):
+    # GIVEN a CSV whose header does not match the task
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw/x.csv").write_text("a,b\n1,2\n")
+    # WHEN the script runs
+    code = prepare.main(
+        ["--task", "diabetes", "--input-dir", str(tmp_path / "raw"), "--output-dir", str(tmp_path / "o")]
+    )
+    # THEN it exits 2 with one line naming the file and the expected header
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "x.csv" in err
+    assert HEADER in err
