@@ -93,6 +93,7 @@ DATASET_MANIFEST = "DatasetManifest"  # Prepare's manifest.json: the dataset ver
 _PROCESSING = PurePosixPath("/opt/ml/processing")
 _EVALUATION_OUTPUT = _PROCESSING / "output" / "evaluation"
 _SERVING_INPUT = _PROCESSING / "input" / "serving"
+_GENERIC_MANIFEST = _PROCESSING / "input" / "manifest" / MANIFEST_FILE
 # ScriptProcessor appends the code file's container path to the command: the shell gets it as $0;
 # the step's arguments are the script (or -m module) and its own arguments.
 _PROCESSING_LAUNCHER = 'set -eu; mkdir -p /tmp/src; tar -xzf "$0" -C /tmp/src; cd /tmp/src; exec python3 "$@"'
@@ -688,6 +689,7 @@ def _evaluate_step(
             _s3_input("model", train.properties.ModelArtifacts.S3ModelArtifacts),
             _s3_input("test", _join(_dataset_uri(prepare), "test", "")),
             *_serving_inputs(spec, prepare),
+            *_generic_evaluation_inputs(spec, prepare),
         ],
         outputs=[_s3_output("evaluation", _run_uri(spec.artifacts_bucket, "evaluation"))],
         arguments=[
@@ -698,9 +700,41 @@ def _evaluate_step(
             str(_PROCESSING / "input" / "test"),
             "--output-dir",
             str(_EVALUATION_OUTPUT),
+            *_generic_evaluation_arguments(spec),
         ],
     )
     return ProcessingStep(name=EVALUATE_STEP, step_args=step_args, property_files=[report]), report
+
+
+def _scores_a_teams_model(spec: PipelineDefinitionSpec) -> bool:
+    """The platform's evaluator scoring a model of the team's code (it brought no evaluation script)."""
+    source = spec.training.source
+    return spec.builtin_task is None and (source is None or source.evaluate is None)
+
+
+def _generic_evaluation_inputs(spec: PipelineDefinitionSpec, prepare: ProcessingStep) -> list[Any]:
+    """The dataset's manifest (its classes and version) for the generic evaluator of a team's model."""
+    if not _scores_a_teams_model(spec):
+        return []
+    from sagemaker.core.shapes import ProcessingInput, ProcessingS3Input
+
+    return [
+        ProcessingInput(
+            input_name="manifest",
+            s3_input=ProcessingS3Input(
+                s3_uri=_join(_dataset_uri(prepare), MANIFEST_FILE),
+                s3_data_type="S3Prefix",
+                s3_input_mode="File",
+                local_path=str(_GENERIC_MANIFEST.parent),
+            ),
+        )
+    ]
+
+
+def _generic_evaluation_arguments(spec: PipelineDefinitionSpec) -> list[str]:
+    if not _scores_a_teams_model(spec) or spec.training.dataset is None:
+        return []
+    return ["--problem", spec.training.dataset.problem, "--manifest", str(_GENERIC_MANIFEST)]
 
 
 def _serving_inputs(spec: PipelineDefinitionSpec, prepare: ProcessingStep) -> list[Any]:

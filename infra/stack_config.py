@@ -699,12 +699,15 @@ def _training_code_issues(training: TrainingConfig) -> Iterable[ConfigIssue]:
             "a team's training code needs its data declared (training.dataset) or its own "
             "preparation script (training.source.prepare)",
         )
-    if own_code and (training.source is None or training.source.evaluate is None):
+    generic_evaluation = training.source is None or training.source.evaluate is None
+    tabular = training.dataset is not None and training.dataset.format in ("csv", "parquet")
+    if own_code and generic_evaluation and not tabular:
         yield ConfigIssue(
             f"{PROJECT}:training.source.evaluate",
             None,
-            "a team's model needs its evaluation script (it writes evaluation.json, "
-            "docs/bring-your-own-model.md); the platform's evaluator reads only the built-in models",
+            "needed unless training.dataset is tabular (csv or parquet): the platform's generic "
+            "evaluator scores a team's model on tabular splits only; an evaluation script writes "
+            "evaluation.json for any data (docs/bring-your-own-model.md)",
         )
     if training.dataset is not None and training.dataset.format in ("csv", "parquet"):
         if training.dataset.target is None:

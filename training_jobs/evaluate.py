@@ -21,11 +21,12 @@ from typing import Any
 
 import torch
 
-from models import REGRESSION, TaskModel, load_model
+from models import CLASSIFICATION, REGRESSION, TaskModel, load_model
 
 from .baselines import BASELINE_FILE
 from .evaluation_report import EVALUATION_FILE, build_report, classification_metrics, regression_metrics
 from .input_contract import INPUT_SCHEMA_FILE
+from .model_scoring import TABULAR_SPLIT_FILE, ScoringError, score_tabular
 from .prepare import DEFAULT_PROCESSING_ROOT, MANIFEST_FILE, PROCESSING_ROOT_ENV
 from .tasks import Record, get_task, read_records
 from .train import METADATA_FILE
@@ -49,11 +50,25 @@ def predict(model: TaskModel, records: Sequence[Record]) -> list[float]:
 
 
 def evaluate(
-    model_dir: Path, test_dir: Path, output_dir: Path, *, dataset_version: str | None = None
+    model_dir: Path,
+    test_dir: Path,
+    output_dir: Path,
+    *,
+    dataset_version: str | None = None,
+    problem: str = CLASSIFICATION,
+    manifest: Path | None = None,
 ) -> dict[str, Any]:
-    """Score the model in ``model_dir`` on ``test_dir``'s split; writes and returns the report."""
+    """Score the model in ``model_dir`` on ``test_dir``'s split; writes and returns the report.
+
+    A model the platform trained is scored with its own architecture; any other (a team's, in the
+    SageMaker PyTorch layout) through its inference functions on a tabular split
+    (:mod:`training_jobs.model_scoring`), as a ``problem`` with the classes of ``manifest``.
+    """
     with tempfile.TemporaryDirectory() as scratch:
         model_path = _model_directory(model_dir, Path(scratch))
+        if not (model_path / METADATA_FILE).is_file():
+            report = _team_model_report(model_path, test_dir, problem, manifest, dataset_version)
+            return _write_report(report, output_dir)
         metadata = json.loads((model_path / METADATA_FILE).read_text())
         model = load_model(model_path)
     task = get_task(metadata["task"])
@@ -70,6 +85,27 @@ def evaluate(
         dataset_version=dataset_version or _manifest_version(test_dir) or metadata.get("dataset_version"),
         samples=len(records),
     )
+    return _write_report(report, output_dir)
+
+
+def _team_model_report(
+    model_path: Path, test_dir: Path, problem: str, manifest: Path | None, dataset_version: str | None
+) -> dict[str, Any]:
+    """The report of a model the platform did not train, scored through its serving functions."""
+    document = json.loads(manifest.read_text()) if manifest is not None and manifest.is_file() else {}
+    metrics = score_tabular(model_path, test_dir, problem, sorted(document.get("classes") or {}))
+    with (test_dir / TABULAR_SPLIT_FILE).open(encoding="utf-8") as split:
+        samples = sum(1 for _ in split) - 1  # less the header
+    return build_report(
+        metrics,
+        model="team-model",
+        task=problem,
+        dataset_version=dataset_version or document.get("dataset_version") or _manifest_version(test_dir),
+        samples=samples,
+    )
+
+
+def _write_report(report: dict[str, Any], output_dir: Path) -> dict[str, Any]:
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / EVALUATION_FILE).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
@@ -99,6 +135,15 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--test-dir", type=Path, default=root / "input" / "test")
     parser.add_argument("--output-dir", type=Path, default=root / "output")
     parser.add_argument("--dataset-version", default=None)
+    parser.add_argument(
+        "--problem",
+        choices=(CLASSIFICATION, REGRESSION),
+        default=CLASSIFICATION,
+        help="for a model the platform did not train: what its answers are",
+    )
+    parser.add_argument(
+        "--manifest", type=Path, default=None, help="the dataset's manifest.json (its classes and version)"
+    )
     return parser.parse_args(argv)
 
 
@@ -122,7 +167,18 @@ def copy_serving_files(model_dir: Path, output_dir: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
-    report = evaluate(args.model_dir, args.test_dir, args.output_dir, dataset_version=args.dataset_version)
+    try:
+        report = evaluate(
+            args.model_dir,
+            args.test_dir,
+            args.output_dir,
+            dataset_version=args.dataset_version,
+            problem=args.problem,
+            manifest=args.manifest,
+        )
+    except ScoringError as exc:
+        print(f"evaluate: {exc}", file=sys.stderr)
+        return 2
     copy_serving_files(args.model_dir, args.output_dir)
     print(json.dumps(report["metrics"], sort_keys=True))
     return 0

@@ -193,6 +193,7 @@ class Workflow:
         dataset_uri = next(o["S3Output"]["S3Uri"] for o in outputs["Outputs"] if o["OutputName"] == "dataset")
         dataset_dir = self.work_dir / f"dataset-{self.run}"
         self._download_prefix(f"{dataset_uri.rstrip('/')}/test/", dataset_dir / "test")
+        self._download_prefix(f"{dataset_uri.rstrip('/')}/manifest.json", dataset_dir)
         model_dir = self._extract(str(version.artifact_uri), self.work_dir / f"model-{self.run}")
         self.say(f"registered {version.label} ({version.status}): {_metrics_text(version.metrics)}")
         return PipelineRun(arn, version, dataset_uri, model_dir, dataset_dir)
@@ -285,6 +286,9 @@ class Workflow:
         else:
             from training_jobs import evaluate  # noqa: PLC0415
 
+            dataset = self.config.training.dataset
+            if self.builtin_task is None and dataset is not None:  # the generic evaluator: a team's model
+                arguments += ["--problem", dataset.problem, "--manifest", str(dataset_dir / "manifest.json")]
             with contextlib.redirect_stdout(io.StringIO()):  # the script prints its metrics; we say them
                 code = evaluate.main(arguments)
             if code != 0:

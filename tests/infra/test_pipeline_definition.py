@@ -556,6 +556,24 @@ def test_a_teams_evaluation_script_writes_the_report_the_gate_and_registration_r
     assert "task" not in properties and properties["model"] == "churn"
 
 
+def test_a_teams_model_without_an_evaluation_script_is_scored_by_the_generic_evaluator() -> None:
+    # GIVEN a team's stack that leaves evaluation to the platform
+    source = TEAM.training.source
+    assert source is not None
+    training = TEAM.training.model_copy(update={"source": source.model_copy(update={"evaluate": None})})
+    evaluate = step(json.loads(build_pipeline_definition(replace(TEAM, training=training))), "Evaluate")
+    app = evaluate["Arguments"]["AppSpecification"]
+    # THEN the platform bundle's evaluator runs, told the problem and given the dataset's manifest
+    assert app["ContainerEntrypoint"][-1].endswith("/source-0123abcd.tar.gz")
+    arguments = app["ContainerArguments"]
+    assert arguments[:2] == ["-m", "training_jobs.evaluate"]
+    assert arguments[arguments.index("--problem") + 1] == "classification"
+    manifest = arguments[arguments.index("--manifest") + 1]
+    inputs = {i["InputName"]: i["S3Input"] for i in evaluate["Arguments"]["ProcessingInputs"]}
+    assert inputs["manifest"]["LocalPath"] + "/manifest.json" == manifest
+    assert join_values(inputs["manifest"]["S3Uri"])[-1] == "manifest.json"
+
+
 def test_a_team_stack_without_its_bundle_is_refused() -> None:
     with pytest.raises(ValueError, match="source_code_uri"):
         replace(TEAM, source_code_uri=None)

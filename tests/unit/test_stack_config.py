@@ -367,7 +367,11 @@ def test_a_teams_source_folder_data_and_hyperparameters_are_accepted() -> None:
     [
         ({"task": "digits"}, "ml-platform:training.task", "remove it when training.source"),
         ({"dataset": None}, "ml-platform:training.dataset", "needs its data declared"),
-        ({"source": {**TEAM_SOURCE, "evaluate": None}}, "ml-platform:training.source.evaluate", "evaluation"),
+        (
+            {"source": {**TEAM_SOURCE, "evaluate": None}, "dataset": {"format": "jsonl"}},
+            "ml-platform:training.source.evaluate",
+            "tabular splits only",
+        ),
         (
             {"source": {**TEAM_SOURCE, "entryPoint": "tran.py"}},
             "ml-platform:training.source.entryPoint",
@@ -388,6 +392,11 @@ def test_a_teams_training_settings_are_checked_naming_the_key(
     changes: dict[str, Any], key: str, allowed: str
 ) -> None:
     assert allowed in issue_for(team_training(**changes), key)
+
+
+def test_a_teams_code_on_tabular_data_may_leave_evaluation_to_the_platform() -> None:
+    config = parse_stack_config(team_training(source={**TEAM_SOURCE, "evaluate": None}), source="test")
+    assert config.training.source is not None and config.training.source.evaluate is None
 
 
 def test_the_example_team_stack_loads() -> None:
