@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,8 @@ from training_jobs import checkpoint
 from training_jobs.hyperparameters import parse_hyperparameters
 from training_jobs.trainer import Trainer
 
-from .conftest import REPO_ROOT, subprocess_env
 from .test_checkpoint_and_trainer import tiny_trainer
+from .test_train_job import run_train
 
 RUN = {"task": "toy", "learning_rate": 0.1, "seed": 0}
 TIMEOUT_S = 120
@@ -171,18 +170,6 @@ def test_hyperparameters_that_do_not_shape_the_weights_are_not_part_of_the_ident
 
 
 # -- the training job, as SageMaker runs it -------------------------------------------------------
-
-
-def run_train(root: Path, splits: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "training_jobs.train", *args],
-        env=subprocess_env(root, splits),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
 
 
 def job_epochs(done: subprocess.CompletedProcess[str]) -> list[str]:
