@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from emulator.job_process import LogCallback
 from emulator.processing import LocalProcessingRunner
+from emulator.training.errors import InvalidTrainingJobError
 from emulator.training.job import JobStatus, TrainingJobSpec
 from emulator.training.runner import LocalTrainingRunner
 from handlers.common.s3_uri import S3Uri
@@ -219,7 +220,10 @@ class PipelineExecutor:
     def _training_step(self, step: Mapping[str, Any], context: _Context, current: StepRecord) -> None:
         request = resolve(step["Arguments"], context, self._s3)
         spec = TrainingJobSpec.from_request(_job_name(context, step["Name"]), request)
-        result = self._training_jobs.run(spec, on_log=self._log(step["Name"]))
+        try:
+            result = self._training_jobs.run(spec, on_log=self._log(step["Name"]))
+        except InvalidTrainingJobError as exc:  # SageMaker's ValidationException: the step fails
+            raise StepFailure(f"ValidationException: {exc}") from None
         arn = self._sagemaker.describe_training_job(TrainingJobName=spec.job_name)["TrainingJobArn"]
         current.metadata = {"TrainingJob": {"Arn": arn}}
         if result.status != JobStatus.COMPLETED:

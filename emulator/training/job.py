@@ -116,7 +116,11 @@ class TrainingJobSpec:
                 f"invalid training job name {self.job_name!r}: 1-63 letters, digits and inner hyphens"
             )
         if not self.entry_point and not self.container_entrypoint:
-            raise InvalidTrainingJobError("the job has neither an entry_point nor a container entrypoint")
+            raise InvalidTrainingJobError(
+                f"the training image {self.training_image}'s own entry point does not run on this machine "
+                "(no container runtime): run a script of the team's source folder instead "
+                "(training.source, or sagemaker_program in script mode)"
+            )
         if not ROLE_ARN_PATTERN.fullmatch(self.role_arn):
             raise InvalidTrainingJobError(f"role_arn {self.role_arn!r} is not an IAM role ARN")
         _validate_uris(self)

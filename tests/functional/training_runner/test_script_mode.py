@@ -18,6 +18,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from emulator.training.errors import InvalidTrainingJobError
 from emulator.training.job import JobStatus, TrainingJobSpec
 from emulator.training.runner import LocalTrainingRunner
 from tests.functional.training_runner.conftest import BUCKET, ROLE_ARN
@@ -159,3 +162,20 @@ def test_a_program_missing_from_the_bundle_fails_the_job_naming_it(
     result = in_process_runner.run(job)
     assert result.status == JobStatus.FAILED
     assert "'trian.py' is not in the code bundle" in str(result.failure_reason)
+
+
+def test_a_training_image_without_a_script_is_refused_naming_what_runs_here(
+    in_process_runner: LocalTrainingRunner,
+) -> None:
+    # GIVEN a job of a team's own image with no script mode (bring your own container)
+    request = {
+        "AlgorithmSpecification": {"TrainingImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/team:1"},
+        "RoleArn": ROLE_ARN,
+        "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/models"},
+        "HyperParameters": {"epochs": "3"},
+    }
+    # THEN it is refused before anything runs, saying why and what does run here
+    with pytest.raises(
+        InvalidTrainingJobError, match=r"team:1's own entry point does not run on this machine"
+    ):
+        in_process_runner.run(TrainingJobSpec.from_request("byoc-job", request))

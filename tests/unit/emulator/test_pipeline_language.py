@@ -174,3 +174,19 @@ def test_a_fail_step_fails_the_execution_with_its_message(tmp_path: Path) -> Non
     record = PipelineExecutor(None, None, tmp_path).run(definition, ExecutionRecord("arn:x/execution/e1"))  # type: ignore[arg-type]
     assert (record.status, record.failure_reason) == ("Failed", "not above 0.9")
     assert record.api_steps()[0]["Metadata"] == {"Fail": {"ErrorMessage": "not above 0.9"}}
+
+
+def test_a_training_step_that_cannot_run_here_fails_the_step_with_the_reason(tmp_path: Path) -> None:
+    # GIVEN a Train step of a team's own image, without script mode (its entry point is the image's)
+    arguments = {
+        "AlgorithmSpecification": {"TrainingImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/team:1"},
+        "RoleArn": "arn:aws:iam::123456789012:role/training",
+        "OutputDataConfig": {"S3OutputPath": "s3://artifacts/models"},
+    }
+    definition = {"Parameters": [], "Steps": [{"Name": "Train", "Type": "Training", "Arguments": arguments}]}
+    record = PipelineExecutor(None, None, tmp_path).run(definition, ExecutionRecord("arn:x/execution/e2"))  # type: ignore[arg-type]
+    # THEN the step fails as SageMaker's validation would, saying why, not as the emulator's own error
+    (step,) = record.api_steps()
+    assert step["StepStatus"] == "Failed"
+    assert str(record.failure_reason).startswith("ValidationException: the training image")
+    assert "own entry point does not run on this machine" in str(record.failure_reason)
