@@ -34,8 +34,11 @@ logger = logging.getLogger(__name__)
 
 JSON_CONTENT_TYPE = "application/json"
 CSV_CONTENT_TYPE = "text/csv"
-# SageMaker real-time endpoints take payloads up to 6 MB; refuse before parsing anything bigger.
-MAX_BODY_BYTES = 5 * 1024 * 1024
+# handlers.common.contracts.MAX_BODY_BYTES (this file ships alone in model.tar.gz; a test keeps
+# them equal): SageMaker real-time endpoints take payloads up to 6 MB.
+MAX_BODY_BYTES = 6 * 1024 * 1024
+FLOAT32_MAX = 3.4028234663852886e38  # the models compute in float32: a larger input becomes inf
+_MAX_INT_DIGITS = 39  # FLOAT32_MAX has 39 digits: a longer integer literal is out of range
 MAX_INSTANCES = 1000
 
 
@@ -67,6 +70,12 @@ class NotAcceptableError(InferenceError):
 
 class WrongShapeError(InferenceError):
     status_code = 422
+
+
+class NonFiniteOutputError(InferenceError):
+    """The model computed NaN or Infinity from finite input: its failure, which JSON cannot carry."""
+
+    status_code = 500
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,8 @@ def predict_fn(data: list[Any], model: ServedModel) -> dict[str, Any]:
         raise WrongShapeError(str(exc)) from None
     with torch.inference_mode():
         output = model.model(*inputs).detach().float().cpu()
+    if not torch.isfinite(output).all():
+        raise NonFiniteOutputError("the model produced a non-finite value (NaN or Infinity)")
     if model.model.task_kind == REGRESSION:
         return _answer(model, [{"value": float(v)} for v in output.tolist()])
     confidence, index = torch.softmax(output, dim=1).max(dim=1)
@@ -140,7 +151,10 @@ def output_fn(prediction: dict[str, Any], accept: str | None) -> tuple[str, str]
     media_types = {_media_type(part) for part in (accept or "").split(",")}
     if not media_types & {JSON_CONTENT_TYPE, "*/*", "application/*", ""}:
         raise NotAcceptableError(f"cannot produce {accept!r}; this model answers {JSON_CONTENT_TYPE}")
-    return json.dumps(prediction), JSON_CONTENT_TYPE
+    try:
+        return json.dumps(prediction, allow_nan=False), JSON_CONTENT_TYPE
+    except ValueError:
+        raise NonFiniteOutputError("the model produced a non-finite value (NaN or Infinity)") from None
 
 
 def error_response(exc: Exception) -> tuple[int, dict[str, Any]]:
@@ -159,8 +173,12 @@ def _media_type(content_type: str | None) -> str:
 
 def _json_instances(text: str) -> list[Any]:
     try:
-        document = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    except (json.JSONDecodeError, ValueError) as exc:
+        document = json.loads(
+            text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int
+        )
+    except RecursionError:
+        raise MalformedRequestError("malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, NaN / Infinity, out of float32 range
         raise MalformedRequestError(f"malformed JSON: {exc}") from None
     instances = document.get("instances") if isinstance(document, dict) else document
     if not isinstance(instances, list):
@@ -174,9 +192,19 @@ def _reject_constant(name: str) -> Any:
 
 def _finite_float(literal: str) -> float:
     value = float(literal)
-    if not math.isfinite(value):  # 1e400 parses to inf
-        raise ValueError(f"{literal} is out of range")
+    if not _in_float32_range(value):  # 1e400 parses to inf; 1e39 would become inf in the model
+        raise ValueError(f"{literal[:40]} is out of float32 range")
     return value
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > _MAX_INT_DIGITS or not _in_float32_range(int(literal)):
+        raise ValueError(f"{literal[:40]} is out of float32 range")  # checked before int() is slow
+    return int(literal)
+
+
+def _in_float32_range(value: float) -> bool:
+    return math.isfinite(value) and abs(value) <= FLOAT32_MAX
 
 
 def _csv_instances(text: str) -> list[Any]:
@@ -185,6 +213,6 @@ def _csv_instances(text: str) -> list[Any]:
         instances = [[float(cell) for cell in row] for row in rows]
     except ValueError:
         raise MalformedRequestError("CSV cells must be numbers") from None
-    if any(not math.isfinite(value) for row in instances for value in row):
-        raise MalformedRequestError("NaN and infinite values are not allowed")
+    if not all(_in_float32_range(value) for row in instances for value in row):
+        raise MalformedRequestError("NaN, infinite and out-of-float32-range values are not allowed")
     return instances
