@@ -35,7 +35,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from handlers.common.aws_clients import profile_free_session
-from handlers.common.contracts import DEFAULT_PROMOTION_MARGIN, MAX_BODY_BYTES
+from handlers.common.contracts import DEFAULT_PROMOTION_MARGIN
 from handlers.common.instance_types import DEFAULT_INSTANCE_TYPE, GPU_INSTANCE_FAMILIES, instance_family
 
 PROJECT = "ml-platform"
@@ -257,8 +257,7 @@ class ApiConfig(_Section):
     lambda_memory_mb: Annotated[int, Field(ge=128, le=10240)] = 512
     lambda_timeout_seconds: Annotated[int, Field(ge=1, le=28)] = 25  # below API Gateway's 29 s
     reserved_concurrency: PositiveInt = 50
-    # At most the model server's limit (contracts.MAX_BODY_BYTES, also Lambda's payload cap).
-    max_body_bytes: Annotated[int, Field(ge=1024, le=MAX_BODY_BYTES)] = 1024 * 1024
+    max_body_bytes: Annotated[int, Field(ge=1024, le=6 * 1024 * 1024)] = 1024 * 1024  # Lambda's payload cap
     # None: build and publish our own powertools layer; an ARN: use that (e.g. the public one).
     powertools_layer_arn: (
         Annotated[str, StringConstraints(pattern=r"^arn:aws[\w-]*:lambda:[\w-]+:\d{12}:layer:[\w-]+:\d+$")]

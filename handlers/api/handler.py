@@ -51,7 +51,7 @@ from handlers.api.request import (
     parse_json,
     validated_instances,
 )
-from handlers.common.contracts import MAX_BODY_BYTES, METRICS_NAMESPACE
+from handlers.common.contracts import METRICS_NAMESPACE
 from handlers.common.errors import ConfigurationError
 from handlers.common.input_schema import AnyInputSchema
 
@@ -79,8 +79,6 @@ def settings() -> ApiSettings:
     raw_limit = os.environ.get(MAX_BODY_BYTES_ENV, "") or str(DEFAULT_MAX_BODY_BYTES)
     if not raw_limit.isdigit() or int(raw_limit) < 1:
         raise ConfigurationError(f"{MAX_BODY_BYTES_ENV}={raw_limit!r} is not a positive integer")
-    if int(raw_limit) > MAX_BODY_BYTES:  # the model server would refuse what the API let through
-        raise ConfigurationError(f"{MAX_BODY_BYTES_ENV}={raw_limit} is over the platform's {MAX_BODY_BYTES}")
     return ApiSettings(
         endpoint_name=os.environ.get(ENDPOINT_NAME_ENV, ""),
         max_body_bytes=int(raw_limit),

@@ -1,8 +1,7 @@
 """The prediction request: raw API Gateway body -> validated instances, each check naming its error.
 
 Order of checks, cheapest first and nothing parsed before it is known to be small and JSON:
-media type (415) -> size (413) -> base64 / UTF-8 (400) -> nesting depth (400) -> JSON (400) ->
-the schema's model (400).
+media type (415) -> size (413) -> base64 / UTF-8 (400) -> JSON (400) -> the schema's model (400).
 """
 
 from __future__ import annotations
@@ -18,10 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from handlers.api.errors import PayloadTooLargeError, UnsupportedMediaTypeError
-from handlers.common.contracts import MAX_JSON_DEPTH
 from handlers.common.errors import FieldProblem, InvalidRequestError
 from handlers.common.input_schema import AnyInputSchema, field_problems, instance_model_for
-from handlers.common.json_limits import json_depth_exceeds
 
 MAX_BODY_BYTES_ENV = "MAX_BODY_BYTES"  # the body limit, set by the Pulumi program from api.maxBodyBytes
 DEFAULT_MAX_BODY_BYTES = 1_048_576
@@ -80,8 +77,6 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidRequestError("the body is not valid UTF-8") from None
     if not text.strip():
         raise InvalidRequestError("the request body is empty")
-    if json_depth_exceeds(raw):  # before parsing: the parser recurses once per level
-        raise InvalidRequestError(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError:

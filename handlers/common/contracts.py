@@ -13,13 +13,6 @@ from collections.abc import Mapping
 # The CloudWatch namespace of the metrics the platform's functions emit and its alarms watch.
 METRICS_NAMESPACE = "ml-platform"
 
-# --- request limits the prediction API and the model server share ---------------------------------
-# SageMaker real-time endpoints take payloads up to 6 MB: the model server's default body limit and
-# the most the API may be configured to accept, so no body the API passes on is too large for it.
-MAX_BODY_BYTES = 6 * 1024 * 1024
-# JSON nested deeper than this is refused before parsing: a recursive parser would crash on it.
-MAX_JSON_DEPTH = 64
-
 # --- files a trained model carries, and where a verified deployment publishes them -----------------
 INPUT_SCHEMA_FILE = "input-schema.json"
 BASELINE_FILE = "baseline.json"

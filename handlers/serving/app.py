@@ -30,17 +30,13 @@ from typing import Any
 
 import torch
 
-from handlers.common.contracts import MAX_BODY_BYTES, MAX_JSON_DEPTH
-from handlers.common.json_limits import json_depth_exceeds, number_beyond_float32
 from handlers.serving.artifact import (
     JSON,
     UTF8_TYPES,
     BadRequestError,
     InferenceFunctions,
     ModelNotReadyError,
-    ModelOutputError,
     PayloadTooLargeError,
-    RequestReadTimeoutError,
     RequestTimeoutError,
     ServingError,
     accepted_media_types,
@@ -56,7 +52,6 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _CODES = {
     400: "invalid_request",
     404: "not_found",
-    408: "request_timeout",
     405: "method_not_allowed",
     406: "not_acceptable",
     413: "payload_too_large",
@@ -67,7 +62,6 @@ _CODES = {
 }
 _INTERNAL_MESSAGE = "internal error; quote the request id when reporting it"
 _REASONS = {404: "Not Found", 405: "Method Not Allowed"}
-DEFAULT_READ_TIMEOUT_S = 10.0  # a client has this long to send its headers, and again its body
 INLINE_BUDGET_S = 0.001  # input_fn + output_fn cheaper than this (running mean) run on the event loop
 _COST_WEIGHT = 0.05  # weight of the newest request in that running mean
 _ID_PREFIX = uuid.uuid4().hex[:16]  # request ids: a random prefix per process + a counter
@@ -88,8 +82,7 @@ class AppOptions:
     batching: bool = True
     max_batch_size: int = 32
     max_batch_delay_ms: float = 5.0
-    max_body_bytes: int = MAX_BODY_BYTES
-    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    max_body_bytes: int = 6 * 1024 * 1024
     request_timeout_s: float = 60.0
     default_accept: str = JSON
     threads: int = 64
@@ -205,10 +198,7 @@ class ModelService:
             self._cost += (spent - self._cost) * _COST_WEIGHT
         out, out_type = result if isinstance(result, tuple) else (result, None)
         data = out.encode() if isinstance(out, str) else bytes(out)
-        content_type = str(out_type or _response_type(accept, self.options.default_accept))
-        if _is_json(content_type):
-            _check_json_answer(data)
-        return Prediction(data, content_type, info)
+        return Prediction(data, str(out_type or _response_type(accept, self.options.default_accept)), info)
 
     def _transform(
         self, functions: InferenceFunctions, payload: Any, content_type: str | None, accept: str
@@ -331,9 +321,7 @@ class ServerApp:
         try:
             if not self.service.ready.is_set():
                 raise ModelNotReadyError("the model is not loaded yet")
-            body = await _read_body_within(receive, length, self.options)
-            if _is_json(content_type):
-                _check_json_limits(body)
+            body = await _read_body(receive, length, self.options.max_body_bytes)
             if accept is None or accepted_media_types(accept) in ([], ["*/*"]):
                 accept = self.options.default_accept
             self.service.threads.started()
@@ -371,49 +359,6 @@ def _timeout_error(timeout: float) -> RequestTimeoutError:
 def _expire(future: asyncio.Future[Any], timeout: float) -> None:
     if not future.done():
         future.set_exception(_timeout_error(timeout))
-
-
-async def _read_body_within(receive: Receive, declared: str | None, options: AppOptions) -> bytes:
-    """The body, or 408 when the client stalls: uvicorn bounds only the wait for headers."""
-    try:
-        return await asyncio.wait_for(
-            _read_body(receive, declared, options.max_body_bytes), options.read_timeout_s
-        )
-    except TimeoutError:
-        raise RequestReadTimeoutError(
-            f"the body did not arrive within {options.read_timeout_s:g} s"
-        ) from None
-
-
-def _check_json_limits(body: bytes) -> None:
-    """Before any input_fn parses it: a recursive parser crashes on deep nesting, and torch on
-    numbers beyond float32 (or turns them into inf)."""
-    if json_depth_exceeds(body):
-        raise BadRequestError(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
-    if number_beyond_float32(body):
-        raise BadRequestError("a number is beyond the float32 range (about 3.4e38)")
-
-
-def _is_json(content_type: str | None) -> bool:
-    media_type = media_type_of(content_type)
-    return media_type == JSON or media_type.endswith("+json")
-
-
-def _check_json_answer(data: bytes) -> None:
-    """A JSON answer holding NaN or Infinity (a custom output_fn's json.dumps writes them) is not
-    JSON: the model's failure, never a 200. The full parse runs only when such a word appears."""
-    if b"NaN" not in data and b"Infinity" not in data:
-        return
-    try:
-        json.loads(data, parse_constant=_refuse_constant)
-    except ValueError:
-        raise ModelOutputError("the model produced a non-finite value (NaN or Infinity)") from None
-    except RecursionError:
-        return  # deep but finite: passed on as the model wrote it
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
@@ -483,8 +428,6 @@ async def _error(send: Send, service: ModelService, exc: Exception, request_id: 
     body = {"error": {"code": code or _CODES.get(status, "internal_error"), "message": message}}
     body["error"]["request_id"] = request_id
     headers = {"X-Request-Id": request_id}
-    if status == 408:  # the rest of a stalled body must not be read as the next request
-        headers["Connection"] = "close"
     if status == 503:
         headers["Retry-After"] = "1"
     service.count(status)

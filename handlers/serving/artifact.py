@@ -102,20 +102,6 @@ class WrongShapeError(ServingError):
     code = "unprocessable_input"
 
 
-class RequestReadTimeoutError(ServingError):
-    """The client did not send the whole body in time; the connection is closed after the answer."""
-
-    status_code = 408
-    code = "request_timeout"
-
-
-class ModelOutputError(ServingError):
-    """The model produced what JSON cannot carry (NaN, Infinity): the model's fault, not the caller's."""
-
-    status_code = 500
-    code = "bad_model_output"
-
-
 class ModelNotReadyError(ServingError):
     status_code = 503
     code = "model_not_ready"
@@ -295,7 +281,6 @@ def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
     """The prediction as JSON lists (or CSV / NPY when asked for); returns (body, content type)."""
     if isinstance(prediction, torch.Tensor):
         prediction = prediction.detach().cpu().numpy()
-    _check_finite(prediction)
     for media_type in accepted_media_types(accept):
         if media_type in {JSON, "*/*", "application/*"}:
             return _json_dumps(_plain(prediction)), JSON
@@ -369,13 +354,6 @@ def _npy_array(body: bytes) -> np.ndarray:
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise BadRequestError("NaN and infinite values are not allowed")
     return array
-
-
-def _check_finite(prediction: Any) -> None:
-    """orjson would write NaN as null and json as NaN: a non-finite output is the model's failure."""
-    if isinstance(prediction, np.ndarray | np.generic) and np.asarray(prediction).dtype.kind in "fc":
-        if not np.isfinite(prediction).all():
-            raise ModelOutputError("the model produced a non-finite value (NaN or Infinity)")
 
 
 def _plain(value: Any) -> Any:

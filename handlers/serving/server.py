@@ -35,9 +35,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from handlers.common.contracts import MAX_BODY_BYTES
 from handlers.serving.requirements import RequirementsError, install_requirements, requirements_file
 
 logger = logging.getLogger("handlers.serving.server")
@@ -54,8 +52,7 @@ PROGRAM = "SAGEMAKER_PROGRAM"
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60.0
-DEFAULT_MAX_PAYLOAD_MB = MAX_BODY_BYTES / (1024 * 1024)  # the one body limit (contracts.py)
-DEFAULT_READ_TIMEOUT_S = 10.0
+DEFAULT_MAX_PAYLOAD_MB = 6.0  # SageMaker real-time endpoints take payloads up to 6 MB
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -78,7 +75,6 @@ class ServerSettings:
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB
     graceful_timeout_s: float = 30.0
-    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
     default_accept: str = "application/json"
     program: str = "inference.py"
     log_level: str = "info"
@@ -115,9 +111,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torch-threads", type=int, help="intra-op threads per worker (cores / workers)")
     parser.add_argument("--timeout", type=float, help=f"seconds per request (${MODEL_SERVER_TIMEOUT}, 60)")
     parser.add_argument("--max-payload-mb", type=float, help=f"body limit in MB (${MAX_PAYLOAD_IN_MB}, 6)")
-    parser.add_argument(
-        "--read-timeout", type=float, help="seconds a client has to send its headers, and its body (10)"
-    )
     parser.add_argument("--graceful-timeout", type=float, help="seconds to finish requests on SIGTERM (30)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(info)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
@@ -157,7 +150,6 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str] | None
         timeout_s=pick(args.timeout, MODEL_SERVER_TIMEOUT, defaults.timeout_s, float),
         max_payload_mb=pick(args.max_payload_mb, MAX_PAYLOAD_IN_MB, defaults.max_payload_mb, float),
         graceful_timeout_s=pick(args.graceful_timeout, None, defaults.graceful_timeout_s, float),
-        read_timeout_s=pick(args.read_timeout, None, defaults.read_timeout_s, float),
         default_accept=pick(None, DEFAULT_INVOCATIONS_ACCEPT, defaults.default_accept, str),
         program=pick(None, PROGRAM, defaults.program, str),
         log_level=args.log_level or defaults.log_level,
@@ -171,10 +163,8 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str] | None
     ):
         if value < low:
             raise SettingsError(f"{name} must be at least {low}; got {value}")
-    if settings.max_batch_delay_ms < 0 or min(settings.timeout_s, settings.max_payload_mb) <= 0:
+    if settings.max_batch_delay_ms < 0 or settings.timeout_s <= 0 or settings.max_payload_mb <= 0:
         raise SettingsError("batch delay must be >= 0; timeout and payload limit must be > 0")
-    if settings.read_timeout_s <= 0:
-        raise SettingsError("read timeout must be > 0")
     return settings
 
 
@@ -296,51 +286,6 @@ def prepare_model_dir(path: Path, stack: contextlib.ExitStack) -> Path:
     return target
 
 
-class HeaderDeadlineProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, which also closes a connection whose request headers do not
-    arrive within ``header_timeout_s`` (uvicorn waits for them forever; the app bounds the body)."""
-
-    header_timeout_s = DEFAULT_READ_TIMEOUT_S
-    _header_deadline: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_header_deadline()
-
-    def data_received(self, data: bytes) -> None:
-        if self._header_deadline is None and self._between_requests():  # a keep-alive's next request
-            self._arm_header_deadline()
-        super().data_received(data)
-
-    def on_headers_complete(self) -> None:
-        self._disarm_header_deadline()
-        super().on_headers_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_header_deadline()
-        super().connection_lost(exc)
-
-    def _between_requests(self) -> bool:
-        return self.cycle is None or self.cycle.response_complete
-
-    def _arm_header_deadline(self) -> None:
-        self._header_deadline = self.loop.call_later(self.header_timeout_s, self._on_header_deadline)
-
-    def _disarm_header_deadline(self) -> None:
-        if self._header_deadline is not None:
-            self._header_deadline.cancel()
-            self._header_deadline = None
-
-    def _on_header_deadline(self) -> None:
-        self._header_deadline = None
-        if self._between_requests() and not self.transport.is_closing():
-            self.transport.close()
-
-
-def _header_deadline_protocol(timeout_s: float) -> type[HeaderDeadlineProtocol]:
-    return type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_timeout_s": timeout_s})
-
-
 class _Server(uvicorn.Server):
     """uvicorn's server, which also marks the app draining (``/ping`` 503) on SIGTERM/SIGINT and
     exits normally after a graceful shutdown instead of re-raising the signal."""
@@ -387,7 +332,6 @@ def run_worker(
         max_batch_delay_ms=settings.max_batch_delay_ms,
         max_body_bytes=settings.max_body_bytes,
         request_timeout_s=settings.timeout_s,
-        read_timeout_s=settings.read_timeout_s,
         default_accept=settings.default_accept,
         threads=max(16, min(128, 2 * settings.max_batch_size)),
         torch_threads=settings.torch_threads,
@@ -405,7 +349,6 @@ def run_worker(
         timeout_graceful_shutdown=max(1, round(settings.graceful_timeout_s)),
         server_header=False,
         proxy_headers=False,  # no proxy in front of the container: skip the per-request middleware
-        http=_header_deadline_protocol(settings.read_timeout_s),
     )
     server = _Server(config, app.state.service)
     stopper.append(server)
