@@ -162,8 +162,7 @@ class PipelineDefinitionSpec:
     @property
     def builtin_task(self) -> str | None:
         """The built-in example task the stack trains, or None for a team's own code."""
-        own = self.training.source is not None or self.training.image is not None
-        return None if own else self.training.task
+        return self.training.builtin_task
 
     @property
     def metric_json_path(self) -> str:
@@ -463,7 +462,8 @@ def _processor(
     )
 
 
-def _s3_input(name: str, s3_uri: Any) -> Any:
+def _s3_input(name: str, s3_uri: Any, local_path: PurePosixPath | None = None) -> Any:
+    """An S3 input downloaded to ``local_path`` (default ``/opt/ml/processing/input/<name>``)."""
     from sagemaker.core.shapes import ProcessingInput, ProcessingS3Input
 
     return ProcessingInput(
@@ -472,7 +472,7 @@ def _s3_input(name: str, s3_uri: Any) -> Any:
             s3_uri=s3_uri,
             s3_data_type="S3Prefix",
             s3_input_mode="File",
-            local_path=str(_PROCESSING / "input" / name),
+            local_path=str(local_path or _PROCESSING / "input" / name),
         ),
     )
 
@@ -716,19 +716,7 @@ def _generic_evaluation_inputs(spec: PipelineDefinitionSpec, prepare: Processing
     """The dataset's manifest (its classes and version) for the generic evaluator of a team's model."""
     if not _scores_a_teams_model(spec):
         return []
-    from sagemaker.core.shapes import ProcessingInput, ProcessingS3Input
-
-    return [
-        ProcessingInput(
-            input_name="manifest",
-            s3_input=ProcessingS3Input(
-                s3_uri=_join(_dataset_uri(prepare), MANIFEST_FILE),
-                s3_data_type="S3Prefix",
-                s3_input_mode="File",
-                local_path=str(_GENERIC_MANIFEST.parent),
-            ),
-        )
-    ]
+    return [_s3_input("manifest", _join(_dataset_uri(prepare), MANIFEST_FILE), _GENERIC_MANIFEST.parent)]
 
 
 def _generic_evaluation_arguments(spec: PipelineDefinitionSpec) -> list[str]:
@@ -742,19 +730,10 @@ def _serving_inputs(spec: PipelineDefinitionSpec, prepare: ProcessingStep) -> li
     beside the report (a team's own preparation script makes none)."""
     if spec.training.dataset is None or (spec.training.source and spec.training.source.prepare):
         return []
-    from sagemaker.core.shapes import ProcessingInput, ProcessingS3Input
-
+    stems = {name: name.split(".")[0] for name in (INPUT_SCHEMA_FILE, BASELINE_FILE)}
     return [
-        ProcessingInput(
-            input_name=f"serving-{name.split('.')[0]}",
-            s3_input=ProcessingS3Input(
-                s3_uri=_join(_dataset_uri(prepare), name),
-                s3_data_type="S3Prefix",
-                s3_input_mode="File",
-                local_path=str(_SERVING_INPUT / name.split(".")[0]),
-            ),
-        )
-        for name in (INPUT_SCHEMA_FILE, BASELINE_FILE)
+        _s3_input(f"serving-{stem}", _join(_dataset_uri(prepare), name), _SERVING_INPUT / stem)
+        for name, stem in stems.items()
     ]
 
 

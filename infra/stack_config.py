@@ -178,6 +178,11 @@ class TrainingConfig(_Section):
             raise ValueError("must be an EventBridge schedule expression: cron(...) or rate(...)")
         return value
 
+    @property
+    def builtin_task(self) -> str | None:
+        """The built-in example task this stack trains, or None when the team brings its code."""
+        return None if self.source is not None or self.image is not None else self.task
+
 
 class VariantConfig(_Section):
     name: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")]
@@ -685,7 +690,7 @@ def to_pulumi_config(values: Mapping[str, Any]) -> dict[str, str]:
 
 def _training_code_issues(training: TrainingConfig) -> Iterable[ConfigIssue]:
     """A built-in example task, or the team's own code and data: never a mix of the two."""
-    own_code = training.source is not None or training.image is not None
+    own_code = training.builtin_task is None
     if own_code and "task" in training.model_fields_set:
         yield ConfigIssue(
             f"{PROJECT}:training.task",

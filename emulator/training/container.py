@@ -23,13 +23,16 @@ SM_OUTPUT_DIR = "SM_OUTPUT_DIR"
 SM_INPUT_DIR = "SM_INPUT_DIR"
 SM_INPUT_CONFIG_DIR = "SM_INPUT_CONFIG_DIR"
 SM_USER_ENTRY_POINT = "SM_USER_ENTRY_POINT"
+RESERVED_PREFIX = "sagemaker_"  # SageMaker's own hyperparameters (script mode's program, bundle...)
 
 CURRENT_HOST = "algo-1"
 
 
 def sagemaker_environment(job: TrainingJobSpec, paths: sm_env.TrainingPaths) -> dict[str, str]:
-    """The variables SageMaker's training toolkit sets, pointing into the local job folder."""
-    hyperparameters = job.string_hyperparameters
+    """The variables SageMaker's training toolkit sets, pointing into the local job folder. Like the
+    toolkit, it keeps SageMaker's own ``sagemaker_*`` hyperparameters out of ``SM_HPS`` and the
+    arguments (they stay in ``hyperparameters.json``)."""
+    hyperparameters = user_hyperparameters(job.string_hyperparameters)
     channels = {name: str(paths.channel_dir(name)) for name in job.input_channels}
     env = {
         sm_env.ROOT_ENV: str(paths.root),
@@ -103,7 +106,7 @@ def training_env_document(
     return {
         "job_name": job.job_name,
         "user_entry_point": job.entry_point,
-        "hyperparameters": job.string_hyperparameters,
+        "hyperparameters": user_hyperparameters(job.string_hyperparameters),
         "channel_input_dirs": dict(channels),
         "current_host": CURRENT_HOST,
         "hosts": [CURRENT_HOST],
@@ -119,9 +122,22 @@ def training_env_document(
     }
 
 
+def user_hyperparameters(hyperparameters: Mapping[str, str]) -> dict[str, str]:
+    """The hyperparameters a script sees: SageMaker's own ``sagemaker_*`` keys removed."""
+    return {key: value for key, value in hyperparameters.items() if not key.startswith(RESERVED_PREFIX)}
+
+
 def user_args(hyperparameters: Mapping[str, str]) -> list[str]:
-    """Hyperparameters as the toolkit passes them to a script: ``--name value``."""
-    return [arg for key, value in hyperparameters.items() for arg in (f"--{key}", value)]
+    """Hyperparameters as the toolkit passes them to a script: ``--name value``, each value
+    JSON-decoded first (``"\"digits\""`` arrives as ``digits``), SageMaker's own keys left out."""
+    arguments = []
+    for name, text in user_hyperparameters(hyperparameters).items():
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        arguments += [f"--{name}", value if isinstance(value, str) else json.dumps(value)]
+    return arguments
 
 
 def gpu_count() -> int:

@@ -20,7 +20,6 @@ where the cloud's container has only the image's.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tarfile
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emulator.container_paths import map_paths
+from emulator.training import container
 from emulator.training import s3 as s3io
 from emulator.training.job import TrainingJobSpec
 from training_jobs import sm_env
@@ -39,11 +39,9 @@ if TYPE_CHECKING:
 PROGRAM = "sagemaker_program"
 SUBMIT_DIRECTORY = "sagemaker_submit_directory"
 TORCH_DISTRIBUTED = "sagemaker_torch_distributed_enabled"
-RESERVED_PREFIX = "sagemaker_"
 REQUIREMENTS_FILE = "requirements.txt"
 REQUIREMENTS_TIMEOUT_SECONDS = 600
 SM_MODULE_DIR = "SM_MODULE_DIR"
-SM_USER_ENTRY_POINT = "SM_USER_ENTRY_POINT"
 
 
 class ScriptModeError(Exception):
@@ -52,11 +50,6 @@ class ScriptModeError(Exception):
 
 def is_script_mode(job: TrainingJobSpec) -> bool:
     return not job.container_entrypoint and PROGRAM in job.hyperparameters
-
-
-def user_hyperparameters(job: TrainingJobSpec) -> dict[str, str]:
-    """The hyperparameters the script sees (``SM_HPS``): SageMaker's own keys removed."""
-    return {k: v for k, v in job.string_hyperparameters.items() if not k.startswith(RESERVED_PREFIX)}
 
 
 def code_dir(paths: sm_env.TrainingPaths) -> Path:
@@ -92,16 +85,12 @@ def command(job: TrainingJobSpec, paths: sm_env.TrainingPaths, python: str) -> l
         launcher += ["-m", "torch.distributed.run", "--standalone", "--nnodes", "1"]
         launcher += ["--nproc_per_node", str(job.processes)]
     program = str(code_dir(paths) / job.string_hyperparameters[PROGRAM])
-    return [*launcher, program, *_arguments(user_hyperparameters(job))]
+    return [*launcher, program, *container.user_args(job.string_hyperparameters)]
 
 
 def environment(job: TrainingJobSpec, paths: sm_env.TrainingPaths, base: Mapping[str, str]) -> dict[str, str]:
-    """The toolkit's variables on top of ``base`` (the ``SM_*`` contract already in it)."""
-    hyperparameters = user_hyperparameters(job)
-    env = {key: value for key, value in base.items() if not key.startswith("SM_HP_")}
-    env.update({f"SM_HP_{key.upper()}": value for key, value in hyperparameters.items()})
-    env[sm_env.SM_HPS] = json.dumps(hyperparameters)
-    env[SM_USER_ENTRY_POINT] = job.string_hyperparameters[PROGRAM]
+    """Script mode's variables on top of ``base`` (``container.sagemaker_environment``)."""
+    env = dict(base)  # SM_USER_ENTRY_POINT is the program already (TrainingJobSpec.from_request)
     env[SM_MODULE_DIR] = job.string_hyperparameters.get(SUBMIT_DIRECTORY, "")
     env["PYTHONPATH"] = os.pathsep.join([str(code_dir(paths)), str(packages_dir(paths))])
     return env
@@ -143,15 +132,3 @@ def _install_requirements(requirements: Path, target: Path, python: str) -> None
     if result.returncode != 0:
         tail = " | ".join(line for line in result.stderr.strip().splitlines()[-3:])
         raise ScriptModeError(f"InstallRequirementsError: pip install -r {REQUIREMENTS_FILE} failed: {tail}")
-
-
-def _arguments(hyperparameters: Mapping[str, str]) -> list[str]:
-    """``--name value`` pairs; values JSON-decoded first, as the toolkit passes them."""
-    arguments = []
-    for name, text in hyperparameters.items():
-        try:
-            value = json.loads(text)
-        except ValueError:
-            value = text
-        arguments += [f"--{name}", value if isinstance(value, str) else json.dumps(value)]
-    return arguments

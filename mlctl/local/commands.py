@@ -316,7 +316,7 @@ def _run_loop(
 def _epochs_for(config: Any, asked: int | None) -> int | None:
     """What to train: as asked; for a built-in task, enough to pass the dev gate quickly; for a
     team's stack, its configured hyperparameters (None: the pipeline's default)."""
-    if asked is not None or config.training.source is not None or config.training.image is not None:
+    if asked is not None or config.training.builtin_task is None:
         return asked
     return DEFAULT_EPOCHS
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from emulator.clients import emulator_client
 from emulator.training import s3 as s3io
-from handlers.common.contracts import INPUT_SCHEMA_FILE, SERVING_PREFIX
+from handlers.common.contracts import HIGHER, INPUT_SCHEMA_FILE, LOWER, SERVING_PREFIX
 from handlers.common.s3_uri import S3Uri
 from infra.pipeline_definition import PREPARE_STEP, REGISTER_STEP
 from infra.stack_config import StackConfig, project_root
@@ -114,9 +114,7 @@ class Workflow:
         self.run = run
         self.epochs = epochs
         self.invocations = invocations
-        own_code = config.training.source is not None or config.training.image is not None
-        # The built-in example task, or None for a team's own code (its own scripts and data).
-        self.builtin_task: str | None = None if own_code else config.training.task
+        self.builtin_task = config.training.builtin_task
         self.s3 = self.client("s3")
         self.sagemaker = self.client("sagemaker")
 
@@ -508,9 +506,9 @@ def _report_values(report: Mapping[str, Any]) -> dict[str, float]:
 def _report_directions(report: Mapping[str, Any]) -> dict[str, bool]:
     """Metric name -> higher is better, as an evaluation.json states it."""
     return {
-        name: metric["direction"] == "higher"
+        name: metric["direction"] == HIGHER
         for name, metric in report["metrics"].items()
-        if metric.get("direction") in ("higher", "lower")
+        if metric.get("direction") in (HIGHER, LOWER)
     }
 
 

@@ -8,11 +8,8 @@ the ``code`` channel), so a script written for SageMaker runs here unchanged.
 from __future__ import annotations
 
 import base64
-import gzip
 import hashlib
-import io
 import json
-import tarfile
 import textwrap
 import zipfile
 from pathlib import Path
@@ -23,6 +20,7 @@ import pytest
 from emulator.training.errors import InvalidTrainingJobError
 from emulator.training.job import JobStatus, TrainingJobSpec
 from emulator.training.runner import LocalTrainingRunner
+from infra.source_bundle import build_folder_bundle
 from tests.functional.training_runner.conftest import BUCKET, ROLE_ARN
 
 BUNDLE_KEY = "code/training/0123/sourcedir.tar.gz"
@@ -56,14 +54,12 @@ TEAM_TRAIN = """
 """
 
 
-def bundle(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            archive.addfile(info, io.BytesIO(content))
-    return gzip.compress(buffer.getvalue())
+def team_bundle(folder: Path, files: dict[str, bytes]) -> bytes:
+    """The team's source folder as the Pulumi program bundles it (``infra.source_bundle``)."""
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    return build_folder_bundle(folder, folder.parent / "bundles").path.read_bytes()
 
 
 def tiny_wheel(folder: Path) -> Path:
@@ -91,11 +87,13 @@ def tiny_wheel(folder: Path) -> Path:
     return path
 
 
-def script_mode_job(aws: Any, requirements: str | None, **hyperparameters: str) -> TrainingJobSpec:
+def script_mode_job(
+    aws: Any, tmp_path: Path, requirements: str | None, **hyperparameters: str
+) -> TrainingJobSpec:
     files = {"train.py": textwrap.dedent(TEAM_TRAIN).encode(), "teamlib.py": b"VALUE = 'from the bundle'\n"}
     if requirements is not None:
         files["requirements.txt"] = requirements.encode()
-    aws.put(BUNDLE_KEY, bundle(files))
+    aws.put(BUNDLE_KEY, team_bundle(tmp_path / "team-src", files))
     aws.put("data/train/rows.csv", "x,y\n1,2\n")
     request = {
         "AlgorithmSpecification": {"TrainingImage": "image", "TrainingInputMode": "File"},
@@ -126,7 +124,7 @@ def test_a_script_mode_entry_point_runs_under_the_training_contract(
 ) -> None:
     # GIVEN a team's bundle whose requirements.txt names a package (a wheel file, no network)
     wheel = tiny_wheel(tmp_path)
-    job = script_mode_job(in_process_aws, requirements=f"{wheel}\n")
+    job = script_mode_job(in_process_aws, tmp_path, requirements=f"{wheel}\n")
     # WHEN the runner runs it as the pipeline describes it
     result = in_process_runner.run(job)
     # THEN the toolkit's contract held: the hyperparameters as arguments (JSON-decoded) and in SM_HPS
@@ -147,7 +145,9 @@ def test_requirements_that_do_not_install_fail_the_job_with_pips_reason(
     in_process_aws: Any, in_process_runner: LocalTrainingRunner, tmp_path: Path
 ) -> None:
     # GIVEN a bundle whose requirements name a file that does not exist
-    job = script_mode_job(in_process_aws, requirements=f"{tmp_path / 'missing-1.0-py3-none-any.whl'}\n")
+    job = script_mode_job(
+        in_process_aws, tmp_path, requirements=f"{tmp_path / 'missing-1.0-py3-none-any.whl'}\n"
+    )
     # WHEN it runs, THEN the job fails before the script starts, saying why
     result = in_process_runner.run(job)
     assert result.status == JobStatus.FAILED
@@ -156,9 +156,9 @@ def test_requirements_that_do_not_install_fail_the_job_with_pips_reason(
 
 
 def test_a_program_missing_from_the_bundle_fails_the_job_naming_it(
-    in_process_aws: Any, in_process_runner: LocalTrainingRunner
+    in_process_aws: Any, in_process_runner: LocalTrainingRunner, tmp_path: Path
 ) -> None:
-    job = script_mode_job(in_process_aws, requirements=None, sagemaker_program="trian.py")
+    job = script_mode_job(in_process_aws, tmp_path, requirements=None, sagemaker_program="trian.py")
     result = in_process_runner.run(job)
     assert result.status == JobStatus.FAILED
     assert "'trian.py' is not in the code bundle" in str(result.failure_reason)

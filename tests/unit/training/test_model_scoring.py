@@ -14,14 +14,23 @@ import pytest
 import torch
 from torch import nn
 
+from training_jobs.data_schema import DataSchema
 from training_jobs.evaluate import evaluate
 from training_jobs.model_scoring import ScoringError, class_of
+from training_jobs.prepare import prepare_dataset
 
 from .conftest import REPO_ROOT
 
 FEATURES = ["x1", "x2"]
-# The label is "high" exactly when x1 + x2 > 0: a model that knows this scores 1.0.
-ROWS = [[1.0, 2.0, "high"], [-1.0, -2.0, "low"], [3.0, -1.0, "high"], [-4.0, 1.0, "low"]]
+
+
+def raw_rows(count: int = 200) -> list[list[object]]:
+    """Rows whose label is "high" exactly when x1 + x2 > 0: a model that knows this scores 1.0."""
+    rows: list[list[object]] = []
+    for i in range(count):
+        x1, x2 = (i % 17) - 8.5, (i * 7 % 13) - 6.0
+        rows.append([x1, x2, "high" if x1 + x2 > 0 else "low"])
+    return rows
 
 
 class Scores(nn.Module):
@@ -32,15 +41,16 @@ class Scores(nn.Module):
         return torch.cat([total, -total], dim=1)
 
 
-def write_split(folder: Path, rows: list[list[object]], target: str = "level") -> Path:
-    (folder / "test").mkdir(parents=True)
-    with (folder / "test" / "data.csv").open("w", newline="") as handle:
+def prepared(folder: Path, rows: list[list[object]], target: str, problem: str = "classification") -> Path:
+    """The generic preparer's output for a raw CSV of ``rows`` (its test split, manifest beside it)."""
+    (folder / "raw").mkdir(parents=True)
+    with (folder / "raw" / "data.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([*FEATURES, target])
         writer.writerows(rows)
-    manifest = {"dataset_version": "v" * 64, "classes": {"high": {}, "low": {}}}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder / "test"
+    schema = DataSchema(format="csv", target=target, problem=problem)
+    prepare_dataset(schema, folder / "raw", folder / "prepared")
+    return folder / "prepared" / "test"
 
 
 def packed(folder: Path, files: dict[str, bytes]) -> Path:
@@ -62,13 +72,17 @@ def torchscript(module: nn.Module, path: Path) -> bytes:
 
 def test_a_torchscript_models_class_scores_are_read_in_sorted_class_order(tmp_path: Path) -> None:
     # GIVEN a lone TorchScript model (the default functions serve it) answering class scores
-    test = write_split(tmp_path / "data", ROWS)
+    test = prepared(tmp_path / "data", raw_rows(), "level")
     model = packed(tmp_path / "model", {"model.pt": torchscript(Scores(), tmp_path / "m.pt")})
-    # WHEN the generic evaluator scores it
-    report = evaluate(model, test, tmp_path / "out", manifest=tmp_path / "data" / "manifest.json")
+    # WHEN the generic evaluator scores it on the generic preparer's test split
+    manifest = test.parent / "manifest.json"
+    report = evaluate(model, test, tmp_path / "out", manifest=manifest)
     # THEN every row is right, the metrics state their directions, the dataset is the manifest's
     assert report["metrics"]["accuracy"] == {"value": 1.0, "direction": "higher"}
-    assert report["dataset_version"] == "v" * 64 and report["samples"] == len(ROWS)
+    assert report["dataset_version"] == json.loads(manifest.read_text())["dataset_version"]
+    assert report["samples"] == sum(
+        counts["test"] for counts in json.loads(manifest.read_text())["classes"].values()
+    )
     assert json.loads((tmp_path / "out" / "evaluation.json").read_text()) == report
 
 
@@ -85,11 +99,13 @@ def test_a_models_own_inference_code_answering_labels_is_scored_through_it(tmp_p
             return json.dumps({"predictions": prediction}), accept
         """
     ).encode()
-    test = write_split(tmp_path / "data", ROWS)
+    test = prepared(tmp_path / "data", raw_rows(), "level")
     model = packed(tmp_path / "model", {"code/inference.py": inference})
-    # THEN half the rows are right
-    report = evaluate(model, test, tmp_path / "out", manifest=tmp_path / "data" / "manifest.json")
-    assert report["metrics"]["accuracy"]["value"] == 0.5
+    # THEN exactly the "high" rows are right
+    report = evaluate(model, test, tmp_path / "out", manifest=test.parent / "manifest.json")
+    with (test / "data.csv").open(newline="") as handle:
+        labels = [row["level"] for row in csv.DictReader(handle)]
+    assert report["metrics"]["accuracy"]["value"] == labels.count("high") / len(labels)
 
 
 def test_a_regression_model_is_scored_with_error_metrics_in_their_direction(tmp_path: Path) -> None:
@@ -97,17 +113,18 @@ def test_a_regression_model_is_scored_with_error_metrics_in_their_direction(tmp_
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return x.sum(dim=1)
 
-    rows = [[1.0, 2.0, 3.0], [2.0, 2.0, 5.0]]  # the second target is off by one
-    test = write_split(tmp_path / "data", rows, target="y")
+    # every target is x1 + x2 + 1: the model is off by exactly one on every row
+    rows: list[list[object]] = [[x1, x2, x1 + x2 + 1] for x1, x2, _ in raw_rows()]
+    test = prepared(tmp_path / "data", rows, "y", problem="regression")
     model = packed(tmp_path / "model", {"model.pt": torchscript(Sum(), tmp_path / "m.pt")})
     report = evaluate(model, test, tmp_path / "out", problem="regression")
-    assert report["metrics"]["mae"] == {"value": 0.5, "direction": "lower"}
+    assert report["metrics"]["mae"] == {"value": pytest.approx(1.0), "direction": "lower"}
 
 
 def test_an_answer_the_evaluator_cannot_read_is_one_line_and_exit_2(tmp_path: Path) -> None:
     # GIVEN a model answering something that names no class
     inference = b"import json\ndef output_fn(prediction, accept):\n    return json.dumps({'odd': 1})\n"
-    test = write_split(tmp_path / "data", ROWS)
+    test = prepared(tmp_path / "data", raw_rows(), "level")
     model = packed(
         tmp_path / "model",
         {"code/inference.py": inference, "model.pt": torchscript(Scores(), tmp_path / "m.pt")},
