@@ -13,6 +13,15 @@ from collections.abc import Mapping
 # The CloudWatch namespace of the metrics the platform's functions emit and its alarms watch.
 METRICS_NAMESPACE = "ml-platform"
 
+# --- request limits the prediction API, the model server and the built-in handler share ------------
+# SageMaker real-time endpoints take payloads up to 6 MB: the model server's body limit (its
+# SAGEMAKER_MAX_PAYLOAD_IN_MB, read by the server and by the built-in code/inference.py alike) and
+# the most the API may be configured to accept, so no body the API passes on is too large for it.
+MAX_PAYLOAD_MB = 6
+MAX_BODY_BYTES = MAX_PAYLOAD_MB * 1024 * 1024
+# JSON nested deeper than this is refused before parsing: a recursive parser would crash on it.
+MAX_JSON_DEPTH = 64
+
 # --- files a trained model carries, and where a verified deployment publishes them -----------------
 INPUT_SCHEMA_FILE = "input-schema.json"
 BASELINE_FILE = "baseline.json"

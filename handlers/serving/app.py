@@ -30,12 +30,15 @@ from typing import Any
 
 import torch
 
+from handlers.common.contracts import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from handlers.common.json_limits import json_depth_exceeds
 from handlers.serving.artifact import (
     JSON,
     UTF8_TYPES,
     BadRequestError,
     InferenceFunctions,
     ModelNotReadyError,
+    ModelOutputError,
     PayloadTooLargeError,
     RequestTimeoutError,
     ServingError,
@@ -82,7 +85,7 @@ class AppOptions:
     batching: bool = True
     max_batch_size: int = 32
     max_batch_delay_ms: float = 5.0
-    max_body_bytes: int = 6 * 1024 * 1024
+    max_body_bytes: int = MAX_BODY_BYTES
     request_timeout_s: float = 60.0
     default_accept: str = JSON
     threads: int = 64
@@ -198,7 +201,10 @@ class ModelService:
             self._cost += (spent - self._cost) * _COST_WEIGHT
         out, out_type = result if isinstance(result, tuple) else (result, None)
         data = out.encode() if isinstance(out, str) else bytes(out)
-        return Prediction(data, str(out_type or _response_type(accept, self.options.default_accept)), info)
+        response_type = str(out_type or _response_type(accept, self.options.default_accept))
+        if "json" in response_type:
+            _check_json_answer(data)
+        return Prediction(data, response_type, info)
 
     def _transform(
         self, functions: InferenceFunctions, payload: Any, content_type: str | None, accept: str
@@ -322,6 +328,8 @@ class ServerApp:
             if not self.service.ready.is_set():
                 raise ModelNotReadyError("the model is not loaded yet")
             body = await _read_body(receive, length, self.options.max_body_bytes)
+            if content_type is not None and "json" in content_type and json_depth_exceeds(body):
+                raise BadRequestError(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
             if accept is None or accepted_media_types(accept) in ([], ["*/*"]):
                 accept = self.options.default_accept
             self.service.threads.started()
@@ -359,6 +367,24 @@ def _timeout_error(timeout: float) -> RequestTimeoutError:
 def _expire(future: asyncio.Future[Any], timeout: float) -> None:
     if not future.done():
         future.set_exception(_timeout_error(timeout))
+
+
+def _check_json_answer(data: bytes) -> None:
+    """A JSON answer holding NaN or Infinity (what ``json.dumps`` writes for them) is not JSON:
+    the model's failure, a 500, never a 200 a client cannot parse. The parse runs only when such a
+    word appears in the answer."""
+    if b"NaN" not in data and b"Infinity" not in data:
+        return
+    try:
+        json.loads(data, parse_constant=_refuse_constant)
+    except ValueError:
+        raise ModelOutputError("the model produced a non-finite value (NaN or Infinity)") from None
+    except RecursionError:
+        return  # deep, yet finite: passed on as the model wrote it
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 async def _read_body(receive: Receive, declared: str | None, limit: int) -> bytes:

@@ -56,6 +56,9 @@ logger = logging.getLogger(__name__)
 JSON = "application/json"
 CSV = "text/csv"
 NPY = "application/x-npy"
+NPZ = "application/x-npz"  # as the toolkit takes it: a scipy.sparse matrix (save_npz), or one array
+_SPARSE_KEYS = frozenset({"format", "shape", "data", "indices", "indptr"})
+MAX_DECODED_BYTES = 64 * 1024 * 1024  # what a compressed .npz body may expand to
 UTF8_TYPES = frozenset({JSON, CSV})
 DEFAULT_PROGRAM = "inference.py"
 CODE_DIR = "code"
@@ -63,7 +66,7 @@ DEFAULT_MODEL_FILE = "model.pt"
 EXPORTED_SUFFIX = ".pt2"  # a torch.export program (torch.export.save)
 DEFAULT_EXPORTED_FILE = f"model{EXPORTED_SUFFIX}"
 DEFAULT_MODEL_SUFFIXES = frozenset({".pt", ".pth", EXPORTED_SUFFIX})
-_SHAPE_PROBLEM = re.compile(r"shape|size|dimension|mat1 and mat2", re.IGNORECASE)
+_SHAPE_PROBLEM = re.compile(r"shape|size|dimension|mat1 and mat2|\b\d+D\b", re.IGNORECASE)
 
 
 class ServingError(Exception):
@@ -100,6 +103,13 @@ class UnsupportedMediaTypeError(ServingError):
 class WrongShapeError(ServingError):
     status_code = 422
     code = "unprocessable_input"
+
+
+class ModelOutputError(ServingError):
+    """The model produced what JSON cannot carry (NaN, Infinity): the model's fault, not the caller's."""
+
+    status_code = 500
+    code = "bad_model_output"
 
 
 class ModelNotReadyError(ServingError):
@@ -236,12 +246,12 @@ def _load_exported(path: Path, device: torch.device) -> Any:
 def default_input_fn(body: Any, content_type: str | None) -> torch.Tensor:
     """JSON (nested lists), CSV (one row per line) or NPY -> a float tensor on the CPU."""
     media_type = media_type_of(content_type)
-    if media_type == NPY:
-        array = _npy_array(bytes(body) if isinstance(body, bytes | bytearray) else str(body).encode())
-        return torch.from_numpy(array)
+    if media_type in (NPY, NPZ):
+        raw = bytes(body) if isinstance(body, bytes | bytearray) else str(body).encode()
+        return torch.from_numpy(_npy_array(raw) if media_type == NPY else _npz_array(raw))
     if media_type not in UTF8_TYPES:
         raise UnsupportedMediaTypeError(
-            f"unsupported content type {content_type!r}; use {JSON}, {CSV} or {NPY}"
+            f"unsupported content type {content_type!r}; use {JSON}, {CSV}, {NPY} or {NPZ}"
         )
     text = body if isinstance(body, str) else _utf8(bytes(body))
     if not text.strip():
@@ -281,6 +291,7 @@ def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
     """The prediction as JSON lists (or CSV / NPY when asked for); returns (body, content type)."""
     if isinstance(prediction, torch.Tensor):
         prediction = prediction.detach().cpu().numpy()
+    _check_finite(prediction)
     for media_type in accepted_media_types(accept):
         if media_type in {JSON, "*/*", "application/*"}:
             return _json_dumps(_plain(prediction)), JSON
@@ -354,6 +365,61 @@ def _npy_array(body: bytes) -> np.ndarray:
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise BadRequestError("NaN and infinite values are not allowed")
     return array
+
+
+def _npz_array(body: bytes) -> np.ndarray:
+    """A ``.npz`` body: a scipy.sparse CSR/CSC matrix (``scipy.sparse.save_npz``, what the SageMaker
+    toolkit takes) made dense, or the one array it holds."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            if sum(member.file_size for member in archive.infolist()) > MAX_DECODED_BYTES:
+                raise PayloadTooLargeError(f"the .npz payload expands beyond {MAX_DECODED_BYTES} bytes")
+        with np.load(io.BytesIO(body), allow_pickle=False) as loaded:
+            arrays = {name: loaded[name] for name in loaded.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise BadRequestError(f"not a valid .npz payload: {exc}") from None
+    if _SPARSE_KEYS <= set(arrays):
+        array = _dense(arrays)
+    elif len(arrays) == 1:
+        (array,) = arrays.values()
+    else:
+        raise BadRequestError("the .npz payload must hold one array or a scipy.sparse CSR/CSC matrix")
+    if array.dtype.kind not in "biuf":
+        raise BadRequestError("the .npz payload must hold numbers")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise BadRequestError("NaN and infinite values are not allowed")
+    return array
+
+
+def _dense(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    layout = arrays["format"].item()
+    layout = layout.decode() if isinstance(layout, bytes) else str(layout)
+    shape = tuple(int(n) for n in arrays["shape"])
+    if layout not in ("csr", "csc") or len(shape) != 2 or min(shape) < 0:
+        raise BadRequestError(f"sparse format {layout!r} is not supported; send csr or csc")
+    if shape[0] * shape[1] * arrays["data"].dtype.itemsize > MAX_DECODED_BYTES:
+        raise PayloadTooLargeError(f"the sparse matrix {shape} is too large to serve densely")
+    data, indices, indptr = arrays["data"], arrays["indices"], arrays["indptr"]
+    outer = shape[0] if layout == "csr" else shape[1]
+    if len(indptr) != outer + 1 or indptr[-1] != len(data) or len(indices) != len(data):
+        raise BadRequestError("the sparse matrix's index arrays do not fit its shape")
+    dense = np.zeros(shape, dtype=data.dtype)
+    try:
+        lines = np.repeat(np.arange(outer), np.diff(indptr))  # ValueError: indptr not ascending
+        if layout == "csr":
+            dense[lines, indices] = data
+        else:
+            dense[indices, lines] = data
+    except (ValueError, IndexError):
+        raise BadRequestError("the sparse matrix's indices do not fit its shape") from None
+    return dense
+
+
+def _check_finite(prediction: Any) -> None:
+    """orjson writes NaN as null, json as NaN: a non-finite output is the model's failure (a 500)."""
+    if isinstance(prediction, np.ndarray | np.generic) and prediction.dtype.kind in "fc":
+        if not np.isfinite(prediction).all():
+            raise ModelOutputError("the model produced a non-finite value (NaN or Infinity)")
 
 
 def _plain(value: Any) -> Any:

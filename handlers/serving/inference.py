@@ -5,12 +5,17 @@ to a copy of the ``models`` package (``code/models/``), which the container puts
 ``sys.path``. It imports only torch, the standard library and ``models``, so it runs in the
 stock SageMaker PyTorch inference container with no install step.
 
-Requests: ``application/json`` (``{"instances": [...]}`` or a bare list) for every model, and
-``text/csv`` (one row of numbers per instance) for the numeric models. Responses: JSON,
-``{"model": ..., "predictions": [{"label": ..., "confidence": ...}]}`` for classifiers,
-``{"model": ..., "predictions": [{"value": ...}]}`` for regressors (no confidence: a point
-estimate has none). Errors carry their HTTP status (``status_code``); ``error_response`` maps
-any exception to (status, body) in one place and never exposes a stack trace.
+Requests: ``application/json`` (``{"instances": [...]}`` or a bare list) for every model;
+``text/csv`` (one row of numbers per instance) and ``application/x-npy`` (a numeric array, one row
+per instance: the SageMaker Python SDK's ``NumpySerializer``) for the numeric models. Responses,
+as ``Accept`` asks: JSON, ``{"model": ..., "predictions": [{"label": ..., "confidence": ...}]}``
+for classifiers, ``{"model": ..., "predictions": [{"value": ...}]}`` for regressors (no
+confidence: a point estimate has none); ``text/csv`` (``label,confidence`` or ``value`` per line);
+``application/x-npy`` (a structured array with those fields). Errors carry their HTTP status
+(``status_code``); ``error_response`` maps any exception to (status, body) in one place and never
+exposes a stack trace. Inside the SageMaker PyTorch container they are its inference toolkit's own
+error type, so the toolkit answers with their status instead of 500 (docs/serving.md says what
+the toolkit still writes into the body).
 """
 
 from __future__ import annotations
@@ -30,23 +35,37 @@ import torch
 
 from models import REGRESSION, InputShapeError, TaskModel, load_model
 
+try:  # inside the SageMaker PyTorch container: the toolkit keeps the status of its own error type
+    from sagemaker_inference.errors import BaseInferenceToolkitError as _ToolkitError
+except ImportError:  # the platform's model server reads ``status_code`` from any exception
+    _ToolkitError = Exception
+
 logger = logging.getLogger(__name__)
 
 JSON_CONTENT_TYPE = "application/json"
 CSV_CONTENT_TYPE = "text/csv"
-# SageMaker real-time endpoints take payloads up to 6 MB; refuse before parsing anything bigger.
-MAX_BODY_BYTES = 5 * 1024 * 1024
+NPY_CONTENT_TYPE = "application/x-npy"
+REQUEST_TYPES = (JSON_CONTENT_TYPE, CSV_CONTENT_TYPE, NPY_CONTENT_TYPE)
+# The body limit is the container's SAGEMAKER_MAX_PAYLOAD_IN_MB, which the model server reads too;
+# 6 is handlers.common.contracts.MAX_PAYLOAD_MB (this file ships alone: a test keeps them equal).
+MAX_PAYLOAD_ENV = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
+DEFAULT_MAX_PAYLOAD_MB = 6
+FLOAT32_MAX = 3.4028234663852886e38  # the models compute in float32: a larger input becomes inf
+_MAX_INT_DIGITS = 39  # FLOAT32_MAX has 39 digits: a longer integer literal is out of range
 MAX_INSTANCES = 1000
+NON_FINITE_OUTPUT = "the model produced a non-finite value (NaN or Infinity)"
 
 
-class InferenceError(Exception):
+class InferenceError(_ToolkitError):
     """A request the handler refuses; ``status_code`` is the HTTP status the caller gets."""
 
     status_code = 500
 
     def __init__(self, message: str) -> None:
-        super().__init__(message)
+        Exception.__init__(self, message)
+        self.status_code = type(self).status_code
         self.message = message
+        self.phrase = message  # the toolkit's status line reason
 
 
 class MalformedRequestError(InferenceError):
@@ -69,6 +88,12 @@ class WrongShapeError(InferenceError):
     status_code = 422
 
 
+class NonFiniteOutputError(InferenceError):
+    """The model computed NaN or Infinity from finite input: its failure, which JSON cannot carry."""
+
+    status_code = 500
+
+
 @dataclass(frozen=True)
 class ServedModel:
     model: TaskModel
@@ -87,14 +112,16 @@ def model_fn(model_dir: str) -> ServedModel:
 def input_fn(request_body: bytes | str, request_content_type: str | None) -> list[Any]:
     """Decode the body into a list of raw instances (shape is checked in ``predict_fn``)."""
     body = request_body.encode() if isinstance(request_body, str) else bytes(request_body)
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLargeError(f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    limit = max_body_bytes()
+    if len(body) > limit:
+        raise PayloadTooLargeError(f"body is {len(body)} bytes; the limit is {limit}")
     content_type = _media_type(request_content_type)
-    if content_type not in {JSON_CONTENT_TYPE, CSV_CONTENT_TYPE}:
+    if content_type not in REQUEST_TYPES:
         raise UnsupportedContentTypeError(
-            f"unsupported content type {request_content_type!r}; "
-            f"use {JSON_CONTENT_TYPE} or {CSV_CONTENT_TYPE}"
+            f"unsupported content type {request_content_type!r}; use {', '.join(REQUEST_TYPES)}"
         )
+    if content_type == NPY_CONTENT_TYPE:
+        return _checked_count(_npy_instances(body))
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -102,6 +129,20 @@ def input_fn(request_body: bytes | str, request_content_type: str | None) -> lis
     if not text.strip():
         raise MalformedRequestError("body is empty")
     instances = _json_instances(text) if content_type == JSON_CONTENT_TYPE else _csv_instances(text)
+    return _checked_count(instances)
+
+
+def max_body_bytes() -> int:
+    """The container's ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` in bytes (6 MB unless it says otherwise)."""
+    raw = os.environ.get(MAX_PAYLOAD_ENV, "").strip()
+    try:
+        megabytes = float(raw) if raw else DEFAULT_MAX_PAYLOAD_MB
+    except ValueError:
+        megabytes = DEFAULT_MAX_PAYLOAD_MB  # the model server refuses to start with such a value
+    return int(megabytes * 1024 * 1024)
+
+
+def _checked_count(instances: list[Any]) -> list[Any]:
     if not instances:
         raise MalformedRequestError("no instances in the request")
     if len(instances) > MAX_INSTANCES:
@@ -117,6 +158,8 @@ def predict_fn(data: list[Any], model: ServedModel) -> dict[str, Any]:
         raise WrongShapeError(str(exc)) from None
     with torch.inference_mode():
         output = model.model(*inputs).detach().float().cpu()
+    if not torch.isfinite(output).all():
+        raise NonFiniteOutputError(NON_FINITE_OUTPUT)
     if model.model.task_kind == REGRESSION:
         return _answer(model, [{"value": float(v)} for v in output.tolist()])
     confidence, index = torch.softmax(output, dim=1).max(dim=1)
@@ -135,12 +178,20 @@ def _answer(model: ServedModel, predictions: list[dict[str, Any]]) -> dict[str, 
     return answer
 
 
-def output_fn(prediction: dict[str, Any], accept: str | None) -> tuple[str, str]:
-    """Encode as JSON; returns (body, content type) as the SageMaker toolkit accepts."""
-    media_types = {_media_type(part) for part in (accept or "").split(",")}
-    if not media_types & {JSON_CONTENT_TYPE, "*/*", "application/*", ""}:
-        raise NotAcceptableError(f"cannot produce {accept!r}; this model answers {JSON_CONTENT_TYPE}")
-    return json.dumps(prediction), JSON_CONTENT_TYPE
+def output_fn(prediction: dict[str, Any], accept: str | None) -> tuple[str | bytes, str]:
+    """Encode as the first type ``Accept`` names that this handler writes (JSON by default);
+    returns (body, content type) as the SageMaker toolkit accepts."""
+    for media_type in [_media_type(part) for part in (accept or "").split(",")]:
+        if media_type in {JSON_CONTENT_TYPE, "*/*", "application/*", ""}:
+            try:
+                return json.dumps(prediction, allow_nan=False), JSON_CONTENT_TYPE
+            except ValueError:
+                raise NonFiniteOutputError(NON_FINITE_OUTPUT) from None
+        if media_type in {CSV_CONTENT_TYPE, "text/*"}:
+            return _csv_answer(prediction["predictions"]), CSV_CONTENT_TYPE
+        if media_type == NPY_CONTENT_TYPE:
+            return _npy_answer(prediction["predictions"]), NPY_CONTENT_TYPE
+    raise NotAcceptableError(f"cannot produce {accept!r}; this model answers {', '.join(REQUEST_TYPES)}")
 
 
 def error_response(exc: Exception) -> tuple[int, dict[str, Any]]:
@@ -159,8 +210,12 @@ def _media_type(content_type: str | None) -> str:
 
 def _json_instances(text: str) -> list[Any]:
     try:
-        document = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    except (json.JSONDecodeError, ValueError) as exc:
+        document = json.loads(
+            text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int
+        )
+    except RecursionError:
+        raise MalformedRequestError("malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, NaN / Infinity, beyond float32
         raise MalformedRequestError(f"malformed JSON: {exc}") from None
     instances = document.get("instances") if isinstance(document, dict) else document
     if not isinstance(instances, list):
@@ -174,9 +229,20 @@ def _reject_constant(name: str) -> Any:
 
 def _finite_float(literal: str) -> float:
     value = float(literal)
-    if not math.isfinite(value):  # 1e400 parses to inf
-        raise ValueError(f"{literal} is out of range")
+    if not _in_float32_range(value):  # 1e400 parses to inf; 1e39 would become inf in the model
+        raise ValueError(f"{literal[:40]} is beyond the float32 range")
     return value
+
+
+def _bounded_int(literal: str) -> int:
+    digits = literal.lstrip("-")
+    if len(digits) > _MAX_INT_DIGITS or not _in_float32_range(int(literal)):  # length first: cheap
+        raise ValueError(f"{literal[:40]} is beyond the float32 range")
+    return int(literal)
+
+
+def _in_float32_range(value: float) -> bool:
+    return math.isfinite(value) and abs(value) <= FLOAT32_MAX
 
 
 def _csv_instances(text: str) -> list[Any]:
@@ -185,6 +251,46 @@ def _csv_instances(text: str) -> list[Any]:
         instances = [[float(cell) for cell in row] for row in rows]
     except ValueError:
         raise MalformedRequestError("CSV cells must be numbers") from None
-    if any(not math.isfinite(value) for row in instances for value in row):
-        raise MalformedRequestError("NaN and infinite values are not allowed")
+    if any(not _in_float32_range(value) for row in instances for value in row):
+        raise MalformedRequestError("NaN, infinite and beyond-float32 values are not allowed")
     return instances
+
+
+def _npy_instances(body: bytes) -> list[Any]:
+    """A ``.npy`` array (never pickled objects) of numbers: one instance per row."""
+    import numpy as np  # noqa: PLC0415 - only this content type needs it
+
+    try:
+        array = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise MalformedRequestError(f"not a valid .npy payload: {exc}") from None
+    if array.dtype.kind not in "iuf" or array.ndim == 0:
+        raise MalformedRequestError("the .npy payload must hold an array of numbers, one row per instance")
+    values = array.astype(np.float64)
+    if not (np.isfinite(values) & (np.abs(values) <= FLOAT32_MAX)).all():
+        raise MalformedRequestError("NaN, infinite and beyond-float32 values are not allowed")
+    instances: list[Any] = values.tolist()
+    return instances
+
+
+def _csv_answer(predictions: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for item in predictions:
+        writer.writerow([item["value"]] if "value" in item else [item["label"], item["confidence"]])
+    return out.getvalue()
+
+
+def _npy_answer(predictions: list[dict[str, Any]]) -> bytes:
+    """Values as a float32 array; labels and confidences as a structured array (no pickling)."""
+    import numpy as np  # noqa: PLC0415
+
+    if predictions and "value" in predictions[0]:
+        array = np.asarray([item["value"] for item in predictions], dtype=np.float32)
+    else:
+        width = max((len(str(item["label"])) for item in predictions), default=1)
+        kind = np.dtype([("label", f"<U{width}"), ("confidence", "<f4")])
+        array = np.array([(str(item["label"]), item["confidence"]) for item in predictions], dtype=kind)
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()

@@ -36,6 +36,8 @@ from typing import Any
 
 import uvicorn
 
+from handlers.common.contracts import MAX_PAYLOAD_MB
+from handlers.serving.protocol import DEFAULT_READ_TIMEOUT_S, ReadTimeoutProtocol
 from handlers.serving.requirements import RequirementsError, install_requirements, requirements_file
 
 logger = logging.getLogger("handlers.serving.server")
@@ -48,11 +50,12 @@ MODEL_SERVER_TIMEOUT = "SAGEMAKER_MODEL_SERVER_TIMEOUT"
 MAX_PAYLOAD_IN_MB = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
 DEFAULT_INVOCATIONS_ACCEPT = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 PROGRAM = "SAGEMAKER_PROGRAM"
+READ_TIMEOUT = "MODEL_SERVER_READ_TIMEOUT"  # ours: seconds a client has to send a whole request
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60.0
-DEFAULT_MAX_PAYLOAD_MB = 6.0  # SageMaker real-time endpoints take payloads up to 6 MB
+DEFAULT_MAX_PAYLOAD_MB = float(MAX_PAYLOAD_MB)  # the one limit the built-in handler and the API share
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -73,6 +76,7 @@ class ServerSettings:
     batching: bool = True
     torch_threads: int = 1
     timeout_s: float = DEFAULT_TIMEOUT_S
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
     max_payload_mb: float = DEFAULT_MAX_PAYLOAD_MB
     graceful_timeout_s: float = 30.0
     default_accept: str = "application/json"
@@ -110,6 +114,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-batching", action="store_true", help="one request per forward pass")
     parser.add_argument("--torch-threads", type=int, help="intra-op threads per worker (cores / workers)")
     parser.add_argument("--timeout", type=float, help=f"seconds per request (${MODEL_SERVER_TIMEOUT}, 60)")
+    parser.add_argument(
+        "--read-timeout", type=float, help=f"seconds to send a whole request (${READ_TIMEOUT}, 10)"
+    )
     parser.add_argument("--max-payload-mb", type=float, help=f"body limit in MB (${MAX_PAYLOAD_IN_MB}, 6)")
     parser.add_argument("--graceful-timeout", type=float, help="seconds to finish requests on SIGTERM (30)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(info)")
@@ -148,6 +155,7 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str] | None
         batching=not args.no_batching,
         torch_threads=args.torch_threads or max(1, _cores() // max(1, workers)),
         timeout_s=pick(args.timeout, MODEL_SERVER_TIMEOUT, defaults.timeout_s, float),
+        read_timeout_s=pick(args.read_timeout, READ_TIMEOUT, defaults.read_timeout_s, float),
         max_payload_mb=pick(args.max_payload_mb, MAX_PAYLOAD_IN_MB, defaults.max_payload_mb, float),
         graceful_timeout_s=pick(args.graceful_timeout, None, defaults.graceful_timeout_s, float),
         default_accept=pick(None, DEFAULT_INVOCATIONS_ACCEPT, defaults.default_accept, str),
@@ -165,6 +173,8 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str] | None
             raise SettingsError(f"{name} must be at least {low}; got {value}")
     if settings.max_batch_delay_ms < 0 or settings.timeout_s <= 0 or settings.max_payload_mb <= 0:
         raise SettingsError("batch delay must be >= 0; timeout and payload limit must be > 0")
+    if settings.read_timeout_s <= 0:
+        raise SettingsError(f"read timeout must be > 0; got {settings.read_timeout_s:g}")
     return settings
 
 
@@ -344,6 +354,7 @@ def run_worker(
         host=settings.host,
         port=settings.port,
         lifespan="on",
+        http=ReadTimeoutProtocol.with_timeout(settings.read_timeout_s),
         log_config=None,
         access_log=settings.access_log,
         timeout_graceful_shutdown=max(1, round(settings.graceful_timeout_s)),
