@@ -12,21 +12,27 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/opt/ml-platform
 
 # torch first, in its own layer, from the CPU-only index (the PyPI wheel pulls CUDA libraries).
 ARG TORCH_VERSION=2.13.0
-RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}"
+RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}"
 
-# The project with only its `serve` extra (uvicorn, starlette, numpy; torch is already satisfied).
-# The server needs the handlers package; an artifact brings its own code/ (e.g. code/models/).
+# The `serve` extra's dependencies, pinned (torch is already satisfied), then only the packages
+# the model server imports, found through PYTHONPATH: no project install, so the image (and its
+# content-hash tag, infra/images.py) changes only when what it runs changes. An artifact brings
+# its own code/ (e.g. code/models/).
 WORKDIR /opt/ml-platform
-COPY pyproject.toml README.md ./
-COPY handlers ./handlers
-RUN pip install ".[serve]" && rm -rf /opt/ml-platform/build
+COPY docker/serving-requirements.txt ./requirements.txt
+RUN pip install --no-cache-dir --requirement requirements.txt
+COPY handlers/__init__.py ./handlers/
+COPY handlers/common ./handlers/common
+COPY handlers/serving ./handlers/serving
 
-RUN useradd --create-home --uid 1000 model-server
-USER model-server
+# Numeric, so the runtime can tell it is not root without reading the image's /etc/passwd.
+RUN useradd --create-home --uid 1000 --user-group model-server
+USER 1000:1000
 WORKDIR /home/model-server
 
 # SageMaker may pick the port (multi-container endpoints, inference pipelines): the server honours it.

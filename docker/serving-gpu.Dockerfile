@@ -19,9 +19,13 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PATH=/opt/venv/bin:$PATH
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/ml-platform
 
-# Python 3.11 (the project's version) from the deadsnakes PPA; Ubuntu 22.04 ships 3.10.
+# Python 3.11 (the project's version) from the deadsnakes PPA; Ubuntu 22.04 ships 3.10. The apt
+# packages are not pinned: the PPA keeps only its newest build of each, so a pin breaks the build
+# at its next release. A pushed tag is never rebuilt (immutable), so what it holds does not drift.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends software-properties-common gpg-agent \
     && add-apt-repository -y ppa:deadsnakes/ppa \
@@ -34,15 +38,22 @@ RUN apt-get update \
 
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_CUDA=cu128
-RUN pip install --index-url "https://download.pytorch.org/whl/${TORCH_CUDA}" "torch==${TORCH_VERSION}"
+RUN pip install --no-cache-dir --index-url "https://download.pytorch.org/whl/${TORCH_CUDA}" "torch==${TORCH_VERSION}"
 
+# The `serve` extra's dependencies, pinned (torch is already satisfied), then only the packages
+# the model server imports, found through PYTHONPATH: no project install, so the image (and its
+# content-hash tag, infra/images.py) changes only when what it runs changes. An artifact brings
+# its own code/ (e.g. code/models/).
 WORKDIR /opt/ml-platform
-COPY pyproject.toml README.md ./
-COPY handlers ./handlers
-RUN pip install ".[serve]" && rm -rf /opt/ml-platform/build
+COPY docker/serving-requirements.txt ./requirements.txt
+RUN pip install --no-cache-dir --requirement requirements.txt
+COPY handlers/__init__.py ./handlers/
+COPY handlers/common ./handlers/common
+COPY handlers/serving ./handlers/serving
 
-RUN useradd --create-home --uid 1000 model-server
-USER model-server
+# Numeric, so the runtime can tell it is not root without reading the image's /etc/passwd.
+RUN useradd --create-home --uid 1000 --user-group model-server
+USER 1000:1000
 WORKDIR /home/model-server
 
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true

@@ -2,12 +2,14 @@
 
 import pulumi
 
+from handlers.deployer.settings import MODEL_SERVER_PRECISION_ENV
 from infra.alerts import Alerts, AlertsArgs
 from infra.api import PredictionApi, PredictionApiArgs
 from infra.context import create_stack_context, load_stack_config_from_pulumi
 from infra.data_lake import DataLake, DataLakeArgs
 from infra.deployer import Deployer, DeployerArgs
 from infra.functions import FunctionSettings
+from infra.images import ServingImages, ServingImagesArgs, checkout_tags, served_images
 from infra.lambda_code import build_lambda_code
 from infra.monitoring import Monitoring, MonitoringArgs
 from infra.registry import ModelRegistry, ModelRegistryArgs
@@ -36,6 +38,15 @@ functions = FunctionSettings(
         config.name_prefix, config.api.powertools_layer_arn, pulumi.ResourceOptions(provider=context.provider)
     ),
 )
+images = ServingImages(
+    "images",
+    ServingImagesArgs(stack=context.identity, kms_key_arn=data_lake.key.arn, tags=checkout_tags()),
+    opts=context.component_opts(),
+)
+# What models serve with (serving.container), per instance family: the pipeline registers the
+# endpoint family's, and the deployer creates every model with its endpoint's family's.
+served = served_images(config.serving, images, config.region)
+serving_environment = {MODEL_SERVER_PRECISION_ENV: config.serving.precision.value}
 registry = ModelRegistry("registry", ModelRegistryArgs(stack=context.identity), opts=context.component_opts())
 training = TrainingPipeline(
     "training",
@@ -47,6 +58,8 @@ training = TrainingPipeline(
         model_package_group_name=registry.group.model_package_group_name,
         training=config.training,
         serving_instance_type=config.serving.instance_type,
+        serving_image_uri=served.for_instance_type(config.serving.instance_type),
+        serving_environment=serving_environment,
         metric_definitions=METRIC_DEFINITIONS,
     ),
     opts=context.component_opts(),
@@ -73,6 +86,7 @@ serving = InferenceEndpoint(
         deployment=config.deployment,
         alarms=config.alarms,
         alarm_topic_arn=alerts.topic.arn,
+        image_repository_arns=served.repository_arns,
     ),
     opts=context.component_opts(),
 )
@@ -107,6 +121,7 @@ deployer = Deployer(
         artifacts_bucket=data_lake.bucket_names["artifacts"],
         artifacts_bucket_arn=data_lake.bucket_arns["artifacts"],
         functions=functions,
+        serving_image_uris=served.uris,
         promotion_margin=config.training.promotion_margin,
     ),
     opts=context.component_opts(),
@@ -160,4 +175,10 @@ pulumi.export("modelRoleArn", serving.role.arn)
 pulumi.export("dataCaptureUri", serving.capture_uri)
 pulumi.export("rollbackAlarmNames", [alarm.name for alarm in serving.rollback_alarms.values()])
 pulumi.export("deployerFunctionName", deployer.function.name)
+# The images models serve with, per instance family (mlctl models register reads them), and the
+# platform images' repositories (the images workflow pushes there).
+pulumi.export("servingImages", served.uris)
+pulumi.export(
+    "servingImageRepositories", {kind: repo.repository_url for kind, repo in images.repositories.items()}
+)
 pulumi.export("dashboardName", monitoring.dashboard.dashboard_name)

@@ -13,6 +13,7 @@ approval event it would get from the registry. One deployment at a time (reserve
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,8 @@ class DeployerArgs:
         serving files of a verified version are published (``serving/``).
     functions: the stack's shared Lambda settings (code, layer, logs).
     promotion_margin: the champion gate's margin, for versions approved without the gate.
+    serving_image_uris: the image per instance family (cpu, gpu) new models serve with; the
+        deployer picks the endpoint's family's (infra/images.py).
     """
 
     stack: StackIdentity
@@ -68,6 +71,7 @@ class DeployerArgs:
     artifacts_bucket: pulumi.Input[str]
     artifacts_bucket_arn: pulumi.Input[str]
     functions: FunctionSettings
+    serving_image_uris: Mapping[str, pulumi.Input[str]]
     promotion_margin: float = DEFAULT_PROMOTION_MARGIN
 
 
@@ -152,6 +156,9 @@ class Deployer(pulumi.ComponentResource):
                 [{"name": v.name, "weight": v.weight} for v in serving.variants]
             ),
             settings.ENV_INSTANCE_TYPE: serving.instance_type,
+            settings.ENV_SERVING_IMAGE_CPU: args.serving_image_uris[settings.CPU],
+            settings.ENV_SERVING_IMAGE_GPU: args.serving_image_uris[settings.GPU],
+            settings.ENV_PRECISION: serving.precision.value,
             settings.ENV_INSTANCE_COUNT: str(serving.min_instances),
             settings.ENV_MIN_INSTANCES: str(serving.min_instances),
             settings.ENV_MAX_INSTANCES: str(serving.max_instances),

@@ -46,6 +46,7 @@ ARN_RESOURCE_PATHS = {
     "aws:sagemaker/model:Model": "model/",
     "aws:sagemaker/modelPackageGroup:ModelPackageGroup": "model-package-group/",
     "aws:sagemaker/pipeline:Pipeline": "pipeline/",
+    "aws:ecr/repository:Repository": "repository/",
 }
 
 # Where the ARN's service differs from the provider module (CloudWatch Logs and EventBridge live
@@ -138,6 +139,9 @@ class PlanMocks(pulumi.runtime.Mocks):
             state["keyId"] = physical
         if args.typ == "aws:s3/bucket:Bucket":
             state["bucket"] = physical
+        if args.typ == "aws:ecr/repository:Repository":
+            state["registryId"] = self.account_id
+            state["repositoryUrl"] = f"{self.account_id}.dkr.ecr.{self.region}.amazonaws.com/{physical}"
         return physical, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:

@@ -141,6 +141,10 @@ class PipelineDefinitionSpec:
     model_name: str
     inference_instance_type: str  # the endpoint's: registered versions serve on it
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    # The image registered versions serve with (the stack's, for the inference instance family);
+    # None: SageMaker's PyTorch inference image for it. And their serving container's environment.
+    serving_image_uri: str | None = None
+    serving_environment: Mapping[str, str] = field(default_factory=dict)
     source_code_uri: str | None = None
     metric_definitions: Sequence[Mapping[str, str]] = ()
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
@@ -759,7 +763,8 @@ def _register_step(  # noqa: PLR0917 - the steps it reads from
         evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, EVALUATION_FILE
     )
     builder = ModelBuilder(
-        image_uri=_image_uri(spec, spec.inference_instance_type, "inference"),
+        image_uri=spec.serving_image_uri or _image_uri(spec, spec.inference_instance_type, "inference"),
+        env_vars=dict(spec.serving_environment),
         s3_model_data_url=train.properties.ModelArtifacts.S3ModelArtifacts,
         role_arn=spec.role_arn,
         sagemaker_session=session,

@@ -12,6 +12,7 @@ p99) the deployer hands to UpdateEndpoint.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,14 +26,12 @@ from infra.iam import (
     service_assume_role_policy,
     volume_key_grant_statement,
 )
-from infra.pipeline_definition import inference_image_uri
 from infra.stack_config import (
     AlarmsConfig,
     DeploymentConfig,
     RollbackAlarm,
     ServingConfig,
 )
-from infra.training import image_repository_arn
 
 COMPONENT_TYPE = "mlplatform:index:InferenceEndpoint"
 CAPTURE_PREFIX = "capture/"
@@ -56,6 +55,7 @@ class InferenceEndpointArgs:
     model_package_group_name: the registry group the served versions come from.
     serving, deployment, alarms: the stack's settings.
     alarm_topic_arn: where every alarm notifies.
+    image_repository_arns: the repositories of the images models serve with (infra/images.py).
     """
 
     stack: StackIdentity
@@ -68,6 +68,7 @@ class InferenceEndpointArgs:
     deployment: DeploymentConfig
     alarms: AlarmsConfig
     alarm_topic_arn: pulumi.Input[str]
+    image_repository_arns: Sequence[pulumi.Input[str]]
 
 
 class InferenceEndpoint(pulumi.ComponentResource):
@@ -110,9 +111,6 @@ class InferenceEndpoint(pulumi.ComponentResource):
             assume_role_policy=service_assume_role_policy("sagemaker.amazonaws.com", args.stack.account_id),
             opts=self._child(),
         )
-        image_repository = image_repository_arn(
-            inference_image_uri(args.stack.region, args.serving.instance_type)
-        )
         metrics_namespaces = ["/aws/sagemaker/*", NAMESPACE]
         log_groups = args.stack.arn("logs", "log-group:/aws/sagemaker/*")
         aws.iam.RolePolicy(
@@ -153,7 +151,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
                     "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
                     "Resource": log_groups,
                 },
-                *container_statements(image_repository, metrics_namespaces),
+                *container_statements(pulumi.Output.all(*args.image_repository_arns), metrics_namespaces),
             ),
             opts=self._child(),
         )

@@ -79,6 +79,21 @@ class ApiAuth(StrEnum):
     IAM = "iam"
 
 
+class ServingContainer(StrEnum):
+    """What serves a model: the platform's own model server image, or SageMaker's PyTorch DLC."""
+
+    PLATFORM = "platform"
+    SAGEMAKER_DLC = "sagemaker-dlc"
+
+
+class ServingPrecision(StrEnum):
+    """The dtype the platform's model server runs a model in (``MODEL_SERVER_PRECISION``)."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+
+
 class RollbackAlarm(StrEnum):
     ERROR_RATE_5XX = "5xx-rate"
     MODEL_LATENCY_P99 = "model-latency-p99"
@@ -230,6 +245,10 @@ class ServingConfig(_Section):
     data_capture_percent: Percent = 100
     variants: Annotated[tuple[VariantConfig, ...], Field(min_length=1)] = (VariantConfig(name="primary"),)
     off_hours: OffHoursConfig | None = None  # non-prod only: scheduled scale-down
+    # The platform's model server image (docker/serving-{cpu,gpu}.Dockerfile, the family of
+    # instanceType), or SageMaker's PyTorch inference image (docs/deployments.md).
+    container: ServingContainer = ServingContainer.PLATFORM
+    precision: ServingPrecision = ServingPrecision.FLOAT32
     # A version handed to the deployer at `pulumi up` as its approval event (once per ARN), e.g. one
     # trained elsewhere. Unset: the first approval in the registry creates the endpoint. Either
     # way the deployer owns the endpoint and its autoscaling (docs/deployments.md).
@@ -523,6 +542,16 @@ def _serving_issues(config: StackConfig) -> Iterable[ConfigIssue]:
     names = [variant.name for variant in serving.variants]
     if len(set(names)) != len(names):
         yield ConfigIssue(f"{PROJECT}:serving.variants", names, "variant names must be unique")
+    if (
+        serving.container is ServingContainer.SAGEMAKER_DLC
+        and serving.precision is not ServingPrecision.FLOAT32
+    ):
+        yield ConfigIssue(
+            f"{PROJECT}:serving.precision",
+            serving.precision.value,
+            "SageMaker's PyTorch image ignores it (serving.container: sagemaker-dlc): "
+            "allowed with it: float32; float16 and bfloat16 need serving.container: platform",
+        )
     if serving.off_hours is not None and serving.off_hours.instances > serving.min_instances:
         yield ConfigIssue(
             f"{PROJECT}:serving.offHours.instances",

@@ -8,7 +8,7 @@ schedule and new data landing in the raw bucket, both passing the dataset versio
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -48,8 +48,11 @@ class TrainingPipelineArgs:
     kms_key_arn: the stack key; every job output and volume is encrypted with it.
     model_package_group_name: where a model that passes the evaluation gate is registered.
     training: the stack's training settings.
-    serving_instance_type: what the endpoint serves on: registered versions get the inference
-        image for its family (CPU or GPU) and name it as their supported instance type.
+    serving_instance_type: what the endpoint serves on: registered versions name it as their
+        supported instance type.
+    serving_image_uri: the image registered versions serve with: the stack's for that
+        instance type's family (infra/images.py); None: SageMaker's PyTorch inference image.
+    serving_environment: the serving container's environment registered with each version.
     metric_definitions: SageMaker metric regexes matching what the training script prints.
     """
 
@@ -60,6 +63,8 @@ class TrainingPipelineArgs:
     model_package_group_name: pulumi.Input[str]
     training: TrainingConfig
     serving_instance_type: str
+    serving_image_uri: pulumi.Input[str] | None = None
+    serving_environment: Mapping[str, str] = field(default_factory=dict)
     metric_definitions: Sequence[dict[str, str]] = field(default_factory=list)
 
 
@@ -157,6 +162,7 @@ class TrainingPipeline(pulumi.ComponentResource):
             code_uri=self.code_uri,
             source_code_uri=self.source_code_uri,
             group=args.model_package_group_name,
+            serving_image=args.serving_image_uri,
         ).apply(
             lambda known: pipeline_definition(
                 PipelineDefinitionSpec(
@@ -174,6 +180,8 @@ class TrainingPipeline(pulumi.ComponentResource):
                     metric_definitions=list(args.metric_definitions),
                     model_name=model_name(training),
                     inference_instance_type=args.serving_instance_type,
+                    serving_image_uri=known["serving_image"],
+                    serving_environment=dict(args.serving_environment),
                 )
             )
         )

@@ -5,8 +5,10 @@ In order, and nothing is uploaded until every check has passed:
 1. the option files are read and checked (``mlctl.evaluation_file``);
 2. the model becomes one ``model.tar.gz`` (``mlctl.model_archive``), which the model server's own
    loading code loads in a subprocess and uses to answer one request (``mlctl.model_check``);
-3. the serving image is the one the training pipeline registers with: the SageMaker PyTorch
-   inference image for the stack's ``serving.instanceType`` (``inference_image_uri``);
+3. the serving image is the one the training pipeline registers with: the stack's image for the
+   family (CPU or GPU) of its ``serving.instanceType``, from the stack output ``servingImages``
+   (the platform's model server, or SageMaker's PyTorch image with ``serving.container:
+   sagemaker-dlc``);
 4. the files are uploaded, content-addressed, into the stack's artifacts bucket; a key that exists
    already holds the same bytes (its name is their sha256) and is reused, never overwritten::
 
@@ -38,6 +40,7 @@ from botocore.exceptions import ClientError
 
 from handlers.common.contracts import BASELINE_FILE, INPUT_SCHEMA_FILE
 from handlers.common.s3_uri import S3Uri
+from handlers.deployer.settings import image_family
 from handlers.registry.client import PENDING, ModelRegistry
 from mlctl.evaluation_file import (
     EvaluationReport,
@@ -152,20 +155,23 @@ def read_submission(args: argparse.Namespace) -> Submission:
 
 
 def serving_image(target: PlatformTarget) -> tuple[str, str]:
-    """The inference image the pipeline registers models with, for the stack's serving instance type."""
+    """The image the pipeline registers models with: the stack's for the family of its serving
+    instance type (stack output ``servingImages``). Returns (image, instance type)."""
     from infra.stack_config import StackConfigError, UnknownStackError, load_stack_config  # noqa: PLC0415
 
     try:
         instance_type = load_stack_config(target.stack).serving.instance_type
     except (StackConfigError, UnknownStackError, OSError) as exc:
         raise CommandError(f"cannot read the {target.stack} stack's serving instance type: {exc}") from None
-    try:
-        from infra.pipeline_definition import inference_image_uri  # noqa: PLC0415 - the SageMaker SDK
-    except ImportError as exc:
+    images = target.output("servingImages")
+    family = image_family(instance_type)
+    image = images.get(family) if isinstance(images, dict) else None
+    if not isinstance(image, str) or not image:
         raise CommandError(
-            f"finding the serving image needs the SageMaker SDK (pip install 'ml-platform[infra]'): {exc}"
-        ) from None
-    return inference_image_uri(target.region, instance_type), instance_type
+            f"stack {target.stack!r} output 'servingImages' names no {family} image "
+            f"(for serving.instanceType {instance_type}): deploy the stack with this version"
+        )
+    return image, instance_type
 
 
 def _upload_and_register(

@@ -18,6 +18,7 @@ from handlers.common.instance_types import has_instance_storage
 from handlers.deployer.settings import (
     CANARY,
     LINEAR,
+    MODEL_SERVER_PRECISION_ENV,
     ROUTING_TYPES,
     DeploymentPolicy,
     DeploySettings,
@@ -94,22 +95,36 @@ def generated_name(group: str, version: int, content: Mapping[str, Any]) -> str:
     return f"{base}{suffix}"
 
 
+def serving_image(settings: DeploySettings, model: ModelVersion) -> str | None:
+    """The image ``model`` serves with on this endpoint: the stack's image for the endpoint's
+    instance family, whatever family the version was registered for (a version registered while
+    the stack served on GPU must not bring the CUDA image to a CPU endpoint); without configured
+    images, the version's own."""
+    if settings.serving_images is not None:
+        return settings.serving_images.for_instance_type(settings.instance_type)
+    return model.image_uri
+
+
 def build_model_request(settings: DeploySettings, model: ModelVersion) -> dict[str, Any]:
-    """CreateModel for ``model``: its image and artifact, the serving contract, network isolation."""
-    if not model.image_uri or not model.artifact_uri:
+    """CreateModel for ``model``: the endpoint family's image, its artifact, the serving contract
+    (with the stack's precision), network isolation."""
+    image = serving_image(settings, model)
+    if not image or not model.artifact_uri:
         raise ConfigurationError(f"model version {model.label} has no container image or model artifact")
     environment = {
         **model.environment,
         "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
         "SAGEMAKER_SUBMIT_DIRECTORY": SUBMIT_DIRECTORY,
         "SAGEMAKER_REGION": settings.region,
+        # The stack's setting wins over what the version was registered with.
+        MODEL_SERVER_PRECISION_ENV: settings.precision,
         # The serving handler answers with it, so callers see which version served them (canaries).
         MODEL_VERSION_ENV: str(model.version),
     }
     content: dict[str, Any] = {
         "ExecutionRoleArn": settings.execution_role_arn,
         "PrimaryContainer": {
-            "Image": model.image_uri,
+            "Image": image,
             "ModelDataUrl": model.artifact_uri,
             "Environment": environment,
         },

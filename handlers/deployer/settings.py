@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from handlers.common.contracts import DEFAULT_PROMOTION_MARGIN
 from handlers.common.errors import ConfigurationError
-from handlers.common.instance_types import DEFAULT_INSTANCE_TYPE
+from handlers.common.instance_types import DEFAULT_INSTANCE_TYPE, has_gpu
 
 # --- the environment the deployer Lambda reads (the Pulumi component sets these) -------------------
 ENV_GROUP = "MODEL_PACKAGE_GROUP"
@@ -47,6 +47,17 @@ ENV_TARGET_INVOCATIONS = "TARGET_INVOCATIONS_PER_INSTANCE"
 ENV_SCALE_IN_COOLDOWN = "SCALE_IN_COOLDOWN_SECONDS"
 ENV_SCALE_OUT_COOLDOWN = "SCALE_OUT_COOLDOWN_SECONDS"
 ENV_OFF_HOURS = "OFF_HOURS"  # JSON: {"scaleDown", "scaleUp", "timezone", "instances"}; unset: none
+# The images a new model serves with, one per instance family: the stack's serving.container
+# (the platform's model server, or SageMaker's PyTorch DLC), resolved by the Pulumi program.
+ENV_SERVING_IMAGE_CPU = "SERVING_IMAGE_CPU"
+ENV_SERVING_IMAGE_GPU = "SERVING_IMAGE_GPU"
+ENV_PRECISION = "SERVING_PRECISION"  # the stack's serving.precision
+
+# In the model container's environment: the dtype the platform's model server runs the model in.
+MODEL_SERVER_PRECISION_ENV = "MODEL_SERVER_PRECISION"
+PRECISIONS = ("float32", "float16", "bfloat16")
+DEFAULT_PRECISION = "float32"
+CPU, GPU = "cpu", "gpu"
 
 ALL_AT_ONCE, CANARY, LINEAR = "all-at-once", "canary", "linear"
 STRATEGIES = (ALL_AT_ONCE, CANARY, LINEAR)
@@ -109,6 +120,23 @@ class ScalingSettings:
     off_hours: OffHours | None = None
 
 
+def image_family(instance_type: str) -> str:
+    """``gpu`` for NVIDIA GPU instance families (the CUDA image), else ``cpu``."""
+    return GPU if has_gpu(instance_type) else CPU
+
+
+@dataclass(frozen=True)
+class ServingImages:
+    """The serving image for each instance family; a model serves with its endpoint's family's."""
+
+    cpu: str
+    gpu: str
+
+    def for_instance_type(self, instance_type: str) -> str:
+        """The image for ``instance_type``'s family: never the CUDA image on a CPU instance."""
+        return self.gpu if image_family(instance_type) == GPU else self.cpu
+
+
 @dataclass(frozen=True)
 class DeploySettings:
     """Everything a deployment needs besides the model version (normally from the environment)."""
@@ -129,6 +157,9 @@ class DeploySettings:
     serving_files_uri: str | None = None  # None: nothing is published after a deployment
     promotion_margin: float = DEFAULT_PROMOTION_MARGIN
     scaling: ScalingSettings = ScalingSettings()
+    # None: a model serves with the image its version was registered with.
+    serving_images: ServingImages | None = None
+    precision: str = DEFAULT_PRECISION
 
     @property
     def variant_names(self) -> tuple[str, ...]:
@@ -171,6 +202,8 @@ class DeploySettings:
             serving_files_uri=env.get(ENV_SERVING_FILES) or None,
             promotion_margin=_number(env, ENV_MARGIN, DEFAULT_PROMOTION_MARGIN),
             scaling=_scaling(env),
+            serving_images=_serving_images(env),
+            precision=_text(env, ENV_PRECISION, DEFAULT_PRECISION).lower(),
         )
         settings.check()
         return settings
@@ -199,6 +232,8 @@ def _setting_problems(settings: DeploySettings) -> list[str]:
         problems.append(f"{ENV_CAPTURE_URI} must be an s3:// URI while {ENV_CAPTURE_PERCENT} > 0")
     if not 0 <= settings.promotion_margin <= 1:
         problems.append(f"{ENV_MARGIN} must be 0..1")
+    if settings.precision not in PRECISIONS:
+        problems.append(f"{ENV_PRECISION}={settings.precision!r} must be one of {', '.join(PRECISIONS)}")
     problems.extend(_policy_problems(settings.policy))
     problems.extend(_scaling_problems(settings))
     if settings.stage == PROD:
@@ -418,3 +453,17 @@ def _off_hours(env: Mapping[str, str]) -> OffHours | None:
         raise ConfigurationError(
             f"{ENV_OFF_HOURS} needs scaleDown and scaleUp (cron) and an integer instances"
         ) from None
+
+
+def _serving_images(env: Mapping[str, str]) -> ServingImages | None:
+    """Both family images or neither: a half-set pair would serve one family with the wrong image."""
+    cpu = env.get(ENV_SERVING_IMAGE_CPU, "").strip()
+    gpu = env.get(ENV_SERVING_IMAGE_GPU, "").strip()
+    if not cpu and not gpu:
+        return None
+    if not (cpu and gpu):
+        missing = ENV_SERVING_IMAGE_GPU if cpu else ENV_SERVING_IMAGE_CPU
+        raise ConfigurationError(
+            f"{missing} is not set: {ENV_SERVING_IMAGE_CPU} and {ENV_SERVING_IMAGE_GPU} go together"
+        )
+    return ServingImages(cpu=cpu, gpu=gpu)

@@ -113,3 +113,14 @@ def test_a_configured_promotion_margin_reaches_the_deployer(plan_with: Callable[
     plan = plan_with(**{"ml-platform:training": {**training, "promotionMargin": 0.05}})
     env = plan.named("deployer-deployer").inputs["environment"]["variables"]
     assert float(env["PROMOTION_MARGIN"]) == 0.05
+
+
+def test_the_deployer_knows_the_serving_image_of_each_family_and_the_precision(stack_plan: Plan) -> None:
+    # GIVEN the deployer's environment as the program declares it
+    env = stack_plan.named("deployer-deployer").inputs["environment"]["variables"]
+    images = stack_plan.outputs["servingImages"]
+    # THEN it has the platform's image for both families (it picks the endpoint's at CreateModel)
+    # and the stack's precision
+    assert env["SERVING_IMAGE_CPU"] == images["cpu"] and "/serving-cpu:" in images["cpu"]
+    assert env["SERVING_IMAGE_GPU"] == images["gpu"] and "/serving-gpu:" in images["gpu"]
+    assert env["SERVING_PRECISION"] == "float32"

@@ -4,6 +4,8 @@ settings); Pulumi plans the model role, the rollback alarms and the first versio
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from handlers.deployer.plan import (
     build_model_request,
 )
 from handlers.deployer.scaling import scaling_requests
-from handlers.deployer.settings import DeploySettings
+from handlers.deployer.settings import MODEL_SERVER_PRECISION_ENV, DeploySettings, image_family
 from handlers.registry.client import ModelVersion
 from infra.offline import Plan, PlannedResource
 from infra.stack_config import RollbackAlarm, read_stack_values
@@ -124,6 +126,52 @@ def test_the_deployers_model_is_the_version_and_runs_network_isolated(served: Pl
     assert request["PrimaryContainer"]["ModelDataUrl"] == version(served).artifact_uri
     assert request["EnableNetworkIsolation"] is True
     assert request["ExecutionRoleArn"] == served.named("serving-model-role").outputs["arn"]
+
+
+@pytest.mark.parametrize("registered", ["cpu", "gpu"])
+def test_the_deployers_model_serves_with_the_image_of_the_endpoints_family(
+    served: Plan, registered: str
+) -> None:
+    # GIVEN the deployer's settings as the program declares them, and a version registered with
+    # either family's image (e.g. while the stack still served on the other family)
+    settings = deployer_settings(served)
+    images = served.outputs["servingImages"]
+    model = replace(version(served), image_uri=images[registered])
+    # WHEN the deployer builds its CreateModel
+    container = build_model_request(settings, model)["PrimaryContainer"]
+    # THEN the image is the platform's for the endpoint's family (dev: CPU, prod: GPU), never the
+    # other one, and the server runs in the stack's precision
+    expected = {"dev": "cpu", "prod": "gpu"}[served.stack]
+    assert image_family(settings.instance_type) == expected
+    assert container["Image"] == images[expected]
+    assert f"/mlp-{served.stack}/serving-{expected}:" in container["Image"]
+    assert container["Environment"][MODEL_SERVER_PRECISION_ENV] == "float32"
+
+
+def test_a_configured_precision_reaches_the_model_container(plan_with: Callable[..., Plan]) -> None:
+    # GIVEN the dev stack serving in bfloat16
+    serving = read_stack_values("dev")["ml-platform:serving"]
+    plan = plan_with(**{"ml-platform:serving": {**serving, "precision": "bfloat16"}})
+    # WHEN the deployer builds a model under the planned settings
+    container = build_model_request(deployer_settings(plan), version(plan))["PrimaryContainer"]
+    # THEN the model server gets it
+    assert container["Environment"][MODEL_SERVER_PRECISION_ENV] == "bfloat16"
+
+
+def test_with_the_dlc_the_deployer_serves_with_sagemakers_image_of_the_endpoints_family(
+    plan_with: Callable[..., Plan],
+) -> None:
+    # GIVEN the dev stack (CPU endpoint) serving with SageMaker's PyTorch image, and a version
+    # registered with the GPU one
+    serving = read_stack_values("dev")["ml-platform:serving"]
+    plan = plan_with(**{"ml-platform:serving": {**serving, "container": "sagemaker-dlc"}})
+    gpu_image = plan.outputs["servingImages"]["gpu"]
+    model = replace(version(plan), image_uri=gpu_image)
+    # WHEN the deployer builds its CreateModel
+    image = build_model_request(deployer_settings(plan), model)["PrimaryContainer"]["Image"]
+    # THEN it is the DLC's CPU image
+    assert "/pytorch-inference:" in image and "-cpu-" in image
+    assert "-gpu-" in gpu_image
 
 
 def test_the_config_uses_the_configured_instances(served: Plan) -> None:
@@ -288,6 +336,17 @@ def test_rollback_alarm_thresholds_come_from_config(prod_plan: Plan) -> None:
     assert metrics["rate"]["returnData"] is True
 
 
+def test_with_the_dlc_the_model_role_pulls_sagemakers_pytorch_image(plan_with: Callable[..., Plan]) -> None:
+    # GIVEN the dev stack serving with SageMaker's PyTorch image
+    serving = read_stack_values("dev")["ml-platform:serving"]
+    plan = plan_with(**{"ml-platform:serving": {**serving, "container": "sagemaker-dlc"}})
+    statements = policy_document(plan.named("serving-model-policy"))["Statement"]
+    pull = next(s for s in statements if s["Sid"] == "PullImages")
+    # THEN the model role pulls from the DLC repository only
+    (repository,) = as_list(pull["Resource"])
+    assert repository.endswith(":repository/pytorch-inference")
+
+
 def test_the_model_role_reaches_only_this_stacks_artifacts_capture_key_and_image(stack_plan: Plan) -> None:
     statements = policy_document(stack_plan.named("serving-model-policy"))["Statement"]
     by_sid = {s["Sid"]: s for s in statements}
@@ -295,7 +354,10 @@ def test_the_model_role_reaches_only_this_stacks_artifacts_capture_key_and_image
     assert by_sid["ReadModelArtifacts"]["Resource"] == f"{arns['artifacts']}/*"
     assert by_sid["WriteDataCapture"]["Resource"] == f"{arns['raw']}/capture/*"
     assert by_sid["UseStackKey"]["Resource"] == stack_plan.outputs["kmsKeyArn"]
-    assert ":repository/pytorch-inference" in by_sid["PullImages"]["Resource"]
+    # The images models serve with: the platform's two repositories (serving.container: platform)
+    repositories = [r.outputs["arn"] for r in stack_plan.of_type("aws:ecr/repository:Repository")]
+    assert sorted(as_list(by_sid["PullImages"]["Resource"])) == sorted(repositories)
+    assert {arn.rsplit("/", 1)[-1] for arn in repositories} == {"serving-cpu", "serving-gpu"}
     for statement in statements:
         actions = as_list(statement["Action"])
         assert "*" not in actions and not any(a.endswith(":*") for a in actions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from handlers.common.instance_types import has_gpu
 from infra.offline import Plan, PlannedResource
 from infra.source_bundle import build_folder_bundle
-from infra.stack_config import load_stack_config, project_root
+from infra.stack_config import load_stack_config, project_root, read_stack_values
 from tests.infra.conftest import as_list, cached_plan, policy_document
 
 # Actions AWS cannot scope to a resource; the only ones allowed on "*", each with a reason in the code.
@@ -49,22 +50,42 @@ def test_the_definition_trains_on_the_configured_gpu_instances(stack_plan: Plan)
     assert parameters["TrainingInstanceType"]["DefaultValue"] == expected
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
-def test_registered_versions_carry_the_image_for_the_serving_instance_family(stack: str) -> None:
-    # GIVEN a stack's serving instance type and the version its pipeline registers
-    serving = load_stack_config(stack).serving.instance_type
+def registered_container(plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The RegisterModel step's inference specification and its one container."""
     register = next(
         step
-        for outer in definition(cached_plan(stack))["Steps"]
+        for outer in definition(plan)["Steps"]
         for step in outer.get("Arguments", {}).get("IfSteps", [])
         if step["Type"] == "RegisterModel"
     )["Arguments"]["InferenceSpecification"]
     (container,) = register["Containers"]
-    # THEN the image is the inference image of that family (CPU or GPU) and the version names the
-    # serving instance type: a CPU endpoint never gets the CUDA image
+    return register, container
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_registered_versions_carry_the_image_for_the_serving_instance_family(stack: str) -> None:
+    # GIVEN a stack's serving instance type and the version its pipeline registers
+    serving = load_stack_config(stack).serving.instance_type
+    plan = cached_plan(stack)
+    register, container = registered_container(plan)
+    # THEN the image is the platform's model server image of that family (CPU or GPU), as the stack
+    # exports it, and the version names the serving instance type: a CPU endpoint never gets the
+    # CUDA image
     family = "gpu" if has_gpu(serving) else "cpu"
-    assert "/pytorch-inference:" in container["Image"] and f"-{family}-" in container["Image"]
+    assert container["Image"] == plan.outputs["servingImages"][family]
+    assert container["Image"].rsplit(":", 1)[0].endswith(f"/mlp-{stack}/serving-{family}")
     assert register["SupportedRealtimeInferenceInstanceTypes"] == [serving]
+    # AND the serving container's environment carries the stack's precision
+    assert container["Environment"] == {"MODEL_SERVER_PRECISION": "float32"}
+
+
+def test_with_the_dlc_versions_carry_sagemakers_image_for_the_family(plan_with: Callable[..., Plan]) -> None:
+    # GIVEN the dev stack (CPU serving) with serving.container: sagemaker-dlc
+    serving = read_stack_values("dev")["ml-platform:serving"]
+    plan = plan_with(**{"ml-platform:serving": {**serving, "container": "sagemaker-dlc"}})
+    _, container = registered_container(plan)
+    # THEN versions register with SageMaker's PyTorch CPU inference image, as before the platform's
+    assert "/pytorch-inference:" in container["Image"] and "-cpu-" in container["Image"]
 
 
 def test_the_image_check_above_sees_both_families() -> None:
@@ -120,7 +141,10 @@ def test_images_are_pulled_only_from_the_repositories_the_definition_names(stack
     by_sid = {s["Sid"]: s for s in statements(stack_plan)}
     repositories = as_list(by_sid["PullImages"]["Resource"])
     assert repositories
-    assert all(r.startswith("arn:aws:ecr:us-east-1:") and ":repository/pytorch-" in r for r in repositories)
+    assert all(r.startswith("arn:aws:ecr:us-east-1:") for r in repositories)
+    # SageMaker's framework images for the jobs, and the stack's serving image the version registers
+    serving = {r.outputs["arn"] for r in stack_plan.of_type("aws:ecr/repository:Repository")}
+    assert all(":repository/pytorch-" in r or r in serving for r in repositories)
 
 
 def test_the_role_may_pass_only_itself_and_only_to_sagemaker(stack_plan: Plan) -> None:

@@ -133,7 +133,7 @@ BAD_CONFIGS = [
         {"ml-platform:serving": {"minInstances": 1, "maxInstance": 3}},
         "ml-platform:serving.maxInstance",
         "3",
-        "unknown key; allowed keys here: dataCapturePercent, gpu, instanceType, maxInstances",
+        "unknown key; allowed keys here: container, dataCapturePercent, gpu, instanceType, maxInstances",
         id="typo-in-key",
     ),
     pytest.param(
@@ -272,6 +272,27 @@ BAD_CONFIGS = [
         "cron(...) with 6 fields",
         id="off-hours-not-cron",
     ),
+    pytest.param(
+        {"ml-platform:serving": {"container": "docker"}},
+        "ml-platform:serving.container",
+        "'docker'",
+        "'platform' or 'sagemaker-dlc'",
+        id="unknown-serving-container",
+    ),
+    pytest.param(
+        {"ml-platform:serving": {"precision": "int8"}},
+        "ml-platform:serving.precision",
+        "'int8'",
+        "'float32', 'float16' or 'bfloat16'",
+        id="unknown-serving-precision",
+    ),
+    pytest.param(
+        {"ml-platform:serving": {"container": "sagemaker-dlc", "precision": "bfloat16"}},
+        "ml-platform:serving.precision",
+        "'bfloat16'",
+        "(serving.container: sagemaker-dlc): allowed with it: float32",
+        id="half-precision-with-the-dlc",
+    ),
 ]
 
 
@@ -287,6 +308,24 @@ def test_bad_config_is_rejected_naming_key_value_and_what_is_allowed(
     assert message.startswith(f"{key} = {value}: ")
     assert allowed in message
     assert key in str(error)
+
+
+@pytest.mark.parametrize("precision", ["float32", "float16", "bfloat16"])
+def test_the_platform_container_takes_every_precision(precision: str) -> None:
+    # GIVEN a stack serving with the platform's model server in a precision
+    config = parse_stack_config({**BASE, "ml-platform:serving": {"precision": precision}})
+    # THEN it loads, and the platform's image is the default container
+    assert config.serving.precision.value == precision
+    assert config.serving.container.value == "platform"
+
+
+def test_the_dlc_serves_in_float32() -> None:
+    # GIVEN a stack serving with SageMaker's PyTorch image, precision left alone or float32
+    for serving in ({"container": "sagemaker-dlc"}, {"container": "sagemaker-dlc", "precision": "float32"}):
+        # THEN it loads
+        assert parse_stack_config({**BASE, "ml-platform:serving": serving}).serving.container.value == (
+            "sagemaker-dlc"
+        )
 
 
 def test_all_problems_are_reported_at_once() -> None:

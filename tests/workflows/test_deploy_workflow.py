@@ -55,11 +55,16 @@ def test_stages_chain_dev_then_staging_then_prod(deploy_workflow: dict[str, Any]
     # GIVEN the deploy jobs
     jobs = deploy_workflow["jobs"]
 
-    # THEN there is one per stack, chained through `needs`
-    assert set(jobs) == set(DEPLOY_STAGES)
-    assert needs_of(jobs["dev"]) == []
-    assert needs_of(jobs["staging"]) == ["dev"]
-    assert needs_of(jobs["prod"]) == ["staging"]
+    # THEN there is one per stack and one pushing its images, chained through `needs`: a stage
+    # starts after the one before it and after its own images
+    assert set(jobs) == set(DEPLOY_STAGES) | {f"images-{stage}" for stage in DEPLOY_STAGES}
+    assert needs_of(jobs["dev"]) == ["images-dev"]
+    assert needs_of(jobs["staging"]) == ["dev", "images-staging"]
+    assert needs_of(jobs["prod"]) == ["staging", "images-prod"]
+    # AND a stage's images are pushed only once the stage before it succeeded
+    assert needs_of(jobs["images-dev"]) == []
+    assert needs_of(jobs["images-staging"]) == ["dev"]
+    assert needs_of(jobs["images-prod"]) == ["staging"]
 
 
 @pytest.mark.parametrize("stage", DEPLOY_STAGES)

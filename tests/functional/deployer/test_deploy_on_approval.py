@@ -20,6 +20,7 @@ from tests.functional.deployer.conftest import (
     GROUP,
     IMAGE,
     KMS_KEY,
+    PLANNED_ENV,
     ROLE,
     Approved,
     Split,
@@ -69,23 +70,28 @@ def test_the_model_serves_the_package_in_isolation(
     client, _ = split(stubbed=())
     result = handle(approval_event(version))
 
-    # THEN the model runs the package's image and artifact with the serving contract, isolated
+    # THEN the model runs the package's artifact with the serving contract, isolated, on the stack's
+    # image for the endpoint's (GPU) instance family, whatever image the package names
     request = client.request("create_model")
     assert request["ModelName"] == result["model_name"]
     assert NAME.match(request["ModelName"]) and request["ModelName"].startswith(f"{GROUP}-v1-")
     container = request["PrimaryContainer"]
-    assert container["Image"] == IMAGE == version.image_uri
+    assert version.image_uri == IMAGE
+    assert container["Image"] == PLANNED_ENV["SERVING_IMAGE_GPU"]
+    assert "/mlp-dev/serving-gpu:" in container["Image"]
     assert container["ModelDataUrl"] == version.artifact_uri
     assert container["Environment"] == {
         "TS_DEFAULT_WORKERS_PER_MODEL": "1",  # the package's own environment is kept
         "SAGEMAKER_PROGRAM": "inference.py",
         "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
         "SAGEMAKER_REGION": "us-east-1",
+        "MODEL_SERVER_PRECISION": "float32",  # the stack's serving.precision
         "MODEL_VERSION": "1",  # the serving handler names the version in every answer
     }
     assert request["ExecutionRoleArn"] == ROLE
     assert request["EnableNetworkIsolation"] is True
-    assert moto_sagemaker.describe_model(ModelName=request["ModelName"])["PrimaryContainer"]["Image"] == IMAGE
+    described = moto_sagemaker.describe_model(ModelName=request["ModelName"])
+    assert described["PrimaryContainer"]["Image"] == container["Image"]
 
 
 def test_the_config_captures_data_with_kms(moto_sagemaker: Any, approved: Approved, split: Split) -> None:

@@ -198,3 +198,82 @@ def test_event_patterns_select_this_stack_only() -> None:
     assert approval["detail"] == {"ModelPackageGroupName": [GROUP], "ModelApprovalStatus": ["Approved"]}
     assert approval["detail-type"] == ["SageMaker Model Package State Change"]
     assert endpoint_event_pattern(ENDPOINT)["detail"] == {"EndpointName": [ENDPOINT]}
+
+
+# --- the serving image and precision ---------------------------------------------------------------
+
+CPU_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlp-dev/serving-cpu:0123abcd"
+GPU_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlp-dev/serving-gpu:0123abcd"
+IMAGES_ENV = {**ENV, "SERVING_IMAGE_CPU": CPU_IMAGE, "SERVING_IMAGE_GPU": GPU_IMAGE}
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "expected"),
+    [
+        ("ml.m5.large", CPU_IMAGE),
+        ("ml.c5.2xlarge", CPU_IMAGE),
+        ("ml.g4dn.xlarge", GPU_IMAGE),
+        ("ml.g5.2xlarge", GPU_IMAGE),
+        ("ml.p4d.24xlarge", GPU_IMAGE),
+    ],
+)
+@pytest.mark.parametrize("registered", [CPU_IMAGE, GPU_IMAGE, IMAGE])
+def test_a_model_serves_with_the_image_of_its_endpoints_instance_family(
+    instance_type: str, expected: str, registered: str
+) -> None:
+    # GIVEN the stack's images and an endpoint instance type, and a version registered with any image
+    settings = DeploySettings.from_env({**IMAGES_ENV, "INSTANCE_TYPE": instance_type})
+    # WHEN the deployer builds its CreateModel
+    request = build_model_request(settings, replace(VERSION, image_uri=registered))
+    # THEN the image is the endpoint family's: never the CUDA image on a CPU instance or back
+    assert request["PrimaryContainer"]["Image"] == expected
+
+
+def test_without_configured_images_a_model_serves_with_its_registered_image() -> None:
+    # GIVEN settings without serving images (a deployer from before they existed)
+    settings = DeploySettings.from_env(ENV)
+    # THEN the version's own image serves, as before
+    assert settings.serving_images is None
+    assert build_model_request(settings, VERSION)["PrimaryContainer"]["Image"] == IMAGE
+
+
+@pytest.mark.parametrize("precision", ["float32", "float16", "bfloat16"])
+def test_the_stacks_precision_reaches_the_model_server_over_the_versions(precision: str) -> None:
+    # GIVEN the stack's precision, and a version registered with another one
+    settings = DeploySettings.from_env({**IMAGES_ENV, "SERVING_PRECISION": precision})
+    model = replace(VERSION, environment={"MODEL_SERVER_PRECISION": "float16", "OTHER": "kept"})
+    # WHEN the deployer builds its CreateModel
+    environment = build_model_request(settings, model)["PrimaryContainer"]["Environment"]
+    # THEN the model server runs in the stack's precision, and the version's other settings stay
+    assert environment["MODEL_SERVER_PRECISION"] == precision
+    assert environment["OTHER"] == "kept"
+
+
+def test_the_precision_defaults_to_float32() -> None:
+    environment = build_model_request(DeploySettings.from_env(ENV), VERSION)["PrimaryContainer"][
+        "Environment"
+    ]
+    assert environment["MODEL_SERVER_PRECISION"] == "float32"
+
+
+def test_a_change_of_image_gives_a_new_model_name() -> None:
+    # The name hashes the content: a new image is a new model, never a change to one in use.
+    cpu_env = {**IMAGES_ENV, "INSTANCE_TYPE": "ml.m5.large"}
+    cpu = build_model_request(DeploySettings.from_env(cpu_env), VERSION)
+    other = {**cpu_env, "SERVING_IMAGE_CPU": CPU_IMAGE.replace("0123abcd", "4567ef01")}
+    assert build_model_request(DeploySettings.from_env(other), VERSION)["ModelName"] != cpu["ModelName"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"SERVING_IMAGE_CPU": CPU_IMAGE}, "SERVING_IMAGE_GPU is not set"),
+        ({"SERVING_IMAGE_GPU": GPU_IMAGE}, "SERVING_IMAGE_CPU is not set"),
+        ({"SERVING_PRECISION": "int8"}, "SERVING_PRECISION='int8' must be one of float32, float16, bfloat16"),
+    ],
+)
+def test_bad_image_or_precision_settings_are_refused_naming_the_variable(
+    overrides: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        DeploySettings.from_env({**ENV, **overrides})

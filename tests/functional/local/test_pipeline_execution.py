@@ -26,6 +26,7 @@ from handlers.common.instance_types import has_gpu
 from handlers.common.s3_uri import S3Uri
 from handlers.registry import champion
 from handlers.registry.client import ModelRegistry, ModelVersion
+from infra.images import image_tag
 from infra.offline import Plan, run_offline
 from infra.stack_config import load_stack_config, read_stack_values
 from mlctl.train import PipelineOutcome, follow_execution, list_steps, start_training
@@ -138,9 +139,12 @@ def test_the_registered_version_carries_the_evaluation_metrics_and_the_serving_i
         == emulator.steps(first)["Train"]["Metadata"]["TrainingJob"]["Arn"].rsplit("/", 1)[1]
     )
     assert version.status == "PendingManualApproval"
-    # AND its image is the inference image for the stack's serving instance family (dev serves on CPU)
+    # AND its image is the platform's model server image for the stack's serving instance family
+    # (dev serves on CPU), under this checkout's tag, with the stack's precision
     serving = load_stack_config(STACK).serving.instance_type
-    assert not has_gpu(serving) and "-cpu-" in str(version.image_uri)
+    assert not has_gpu(serving)
+    assert str(version.image_uri).endswith(f"/mlp-{STACK}/serving-cpu:{image_tag('cpu')}")
+    assert version.environment == {"MODEL_SERVER_PRECISION": "float32"}
 
 
 def test_the_champion_gate_compares_two_versions_the_pipeline_registered(

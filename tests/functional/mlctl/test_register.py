@@ -21,11 +21,22 @@ import torch
 
 from handlers.deployer.serving_files import serving_file_sources
 from handlers.registry.client import PENDING
+from infra.images import image_tag, repository_name
 from infra.stack_config import load_stack_config
 from tests.functional.conftest import GROUP, REGION
 from tests.functional.mlctl.conftest import Platform, Result, set_outputs
 
 BUCKET = "mlp-dev-artifacts-123456789012-us-east-1"
+ACCOUNT = "123456789012"
+
+
+def serving_images() -> dict[str, str]:
+    """The dev stack's ``servingImages`` output as the program exports it (repositories + tags)."""
+    registry = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+    prefix = load_stack_config("dev").name_prefix
+    return {kind: f"{registry}/{repository_name(prefix, kind)}:{image_tag(kind)}" for kind in ("cpu", "gpu")}
+
+
 FEATURES = ["temperature", "vibration", "pressure", "current"]
 SCHEMA = {"kind": "tabular", "feature_names": FEATURES}
 REPORT = {
@@ -77,7 +88,9 @@ def write_json(path: Path, document: Any) -> Path:
 def stack(platform: Platform) -> Platform:
     """The moto platform with the stack's artifacts bucket, named in the outputs as the program does."""
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
-    set_outputs(platform, bucketNames={"artifacts": BUCKET, "raw": "mlp-dev-raw"})
+    set_outputs(
+        platform, bucketNames={"artifacts": BUCKET, "raw": "mlp-dev-raw"}, servingImages=serving_images()
+    )
     return platform
 
 
@@ -155,12 +168,32 @@ def test_a_torchscript_archive_is_checked_uploaded_by_content_and_registered_for
     for name, (bucket, key) in serving_file_sources(version).items():
         expected = SCHEMA if name == "input-schema.json" else BASELINE
         assert json.loads(read_object(f"s3://{bucket}/{key}")) == expected
-    # AND the image is the CPU inference image of the dev stack's (CPU) serving instance type
+    # AND the image is the stack's CPU image (the platform's model server) for the dev stack's CPU
+    # serving instance type, never the GPU one
     package = stack.sagemaker.describe_model_package(ModelPackageName=version.arn)
     instance_type = load_stack_config("dev").serving.instance_type
     assert package["InferenceSpecification"]["SupportedRealtimeInferenceInstanceTypes"] == [instance_type]
-    assert version.image_uri is not None and "pytorch-inference" in version.image_uri
-    assert "-cpu-" in version.image_uri and f".{REGION}." in version.image_uri
+    assert version.image_uri == serving_images()["cpu"]
+    assert version.image_uri.endswith(f"/mlp-dev/serving-cpu:{image_tag('cpu')}")
+
+
+@pytest.mark.parametrize("images", [None, {"gpu": "123456789012.dkr.ecr.us-east-1.amazonaws.com/x:y"}])
+def test_a_stack_without_the_serving_image_of_its_family_is_refused_before_any_upload(
+    platform: Platform, mlctl: Callable[..., Result], files: dict[str, Path], tmp_path: Path, images: Any
+) -> None:
+    # GIVEN stack outputs without servingImages, or with only the GPU image for the CPU dev stack
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    set_outputs(platform, bucketNames={"artifacts": BUCKET}, servingImages=images)
+    model = save_torchscript(tmp_path / "model.pt")
+    # WHEN a model is registered there
+    result = mlctl("models", "register", str(model), "--example", str(files["example"]), *platform.target)
+    # THEN it is refused after the model check, in one line naming the output, and nothing is
+    # uploaded or registered
+    assert result.code != 0
+    (error,) = [line for line in result.err.splitlines() if not line.startswith("checked: ")]
+    assert error.startswith("mlctl models register: ") and "servingImages" in error
+    assert bucket_keys() == []
+    assert platform.registry.list_versions(GROUP) == []
 
 
 def test_paths_relative_to_the_callers_folder_work(
