@@ -189,7 +189,8 @@ def http_request(
 ) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"} if body else {}
+        # Accept on every request: our server's GET /metrics answers its per-worker JSON then.
+        headers = {"Accept": "application/json", **({"Content-Type": "application/json"} if body else {})}
         conn.request(method, path, body=body, headers=headers)
         answer = conn.getresponse()
         return answer.status, answer.read()

@@ -111,6 +111,22 @@ class Monitoring(pulumi.ComponentResource):
             },
         }
 
+    def _model_server_widget(self) -> dict[str, Any]:
+        """The model server's own figures (its EMF lines, handlers/serving/metrics.py): latency per
+        request and per forward pass, and how many requests and rows share a forward pass."""
+        rows = []
+        for metric, stat, label, axis in (
+            ("ServerLatencyP50", "Average", "request p50 (ms)", "left"),
+            ("ServerLatencyP99", "Maximum", "request p99, slowest worker (ms)", "left"),
+            ("ForwardLatencyP99", "Maximum", "forward pass p99, slowest worker (ms)", "left"),
+            ("MeanBatchRequests", "Average", "requests per forward pass", "right"),
+            ("MeanBatchRows", "Average", "rows per forward pass", "right"),
+        ):
+            row = self._endpoint_metric(METRICS_NAMESPACE, metric, stat)
+            row[-1] = {"stat": stat, "label": label, "yAxis": axis}
+            rows.append(row)
+        return self._widget("Model server: latency and batch size", rows)
+
     def _dashboard(self) -> dict[str, Any]:
         args = self._args
         endpoint = self._endpoint_metric
@@ -145,6 +161,7 @@ class Monitoring(pulumi.ComponentResource):
                         endpoint(SAGEMAKER, "OverheadLatency", "p99"),
                     ],
                 ),
+                self._model_server_widget(),
                 self._widget(
                     "Instances: CPU, GPU, memory (%) and count",
                     [

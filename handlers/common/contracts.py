@@ -12,6 +12,10 @@ from collections.abc import Mapping
 
 # The CloudWatch namespace of the metrics the platform's functions emit and its alarms watch.
 METRICS_NAMESPACE = "ml-platform"
+# In the model container's environment (the deployer sets them): the endpoint and variant the
+# model serves, which the model server's CloudWatch metrics carry as dimensions.
+ENDPOINT_NAME_ENV = "ENDPOINT_NAME"
+VARIANT_NAME_ENV = "VARIANT_NAME"
 
 # --- request limits the prediction API, the model server and the built-in handler share ------------
 # SageMaker real-time endpoints take payloads up to 6 MB: the model server's body limit (its

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from handlers.common.contracts import TARGET_VARIANT_KEY
+from handlers.common.contracts import ENDPOINT_NAME_ENV, TARGET_VARIANT_KEY, VARIANT_NAME_ENV
 from handlers.common.errors import ConfigurationError
 from handlers.common.instance_types import has_instance_storage
 from handlers.deployer.settings import (
@@ -120,6 +120,9 @@ def build_model_request(settings: DeploySettings, model: ModelVersion) -> dict[s
         MODEL_SERVER_PRECISION_ENV: settings.precision,
         # The serving handler answers with it, so callers see which version served them (canaries).
         MODEL_VERSION_ENV: str(model.version),
+        # The model server's CloudWatch metrics carry them as dimensions (handlers/serving/metrics.py).
+        ENDPOINT_NAME_ENV: settings.endpoint_name,
+        VARIANT_NAME_ENV: target_variant(settings, model),
     }
     content: dict[str, Any] = {
         "ExecutionRoleArn": settings.execution_role_arn,

@@ -47,6 +47,7 @@ from handlers.serving.artifact import (
     media_type_of,
 )
 from handlers.serving.batching import Batcher, BatchInfo, leading_rows
+from handlers.serving.metrics import PROMETHEUS_CONTENT_TYPE, ServerMetrics, wants_json
 from handlers.serving.threads import ForwardThreads
 
 logger = logging.getLogger("handlers.serving.server")
@@ -92,6 +93,7 @@ class AppOptions:
     torch_threads: int = 0  # per forward pass under load; 0: torch's current setting
     spare_threads: int = 0  # for a lone one-row pass while no other worker runs one
     in_flight: Any = None  # requests in flight on all workers (multiprocessing.Value); None: alone
+    emf_interval_s: float = 0.0  # seconds between CloudWatch EMF lines on stdout; 0: none
 
 
 @dataclass(frozen=True)
@@ -113,9 +115,9 @@ class ModelService:
         self.model: Any = None
         self.batcher: Batcher | None = None
         self._transform_lock = threading.Lock()
-        self._counter_lock = threading.Lock()
-        self.requests = 0
-        self.responses_by_status: dict[int, int] = {}
+        self.server_metrics = ServerMetrics(
+            lambda: self.ready.is_set() and not self.draining, emf_interval_s=options.emf_interval_s
+        )
         self.load_seconds: float | None = None
         self._cost = 0.0  # running mean of input_fn + output_fn seconds per request
         self.threads = ForwardThreads(
@@ -143,13 +145,14 @@ class ModelService:
             return functions.predict_fn(data, model)
 
         self.functions, self.model = functions, model
-        self.batcher = Batcher(
+        self.batcher = batcher = Batcher(
             predict,
             enabled=batching,
             max_batch_size=self.options.max_batch_size,
             max_batch_delay_s=self.options.max_batch_delay_ms / 1000,
         )
         self.load_seconds = time.perf_counter() - started
+        self.server_metrics.model_loaded(self.load_seconds, batcher.metrics.passes, batcher.queued)
         self.ready.set()
         logger.info("model ready in %.2f s (batching %s)", self.load_seconds, "on" if batching else "off")
 
@@ -213,12 +216,12 @@ class ModelService:
             return functions.transform_fn(self.model, payload, content_type, accept)  # type: ignore[misc]
 
     def count(self, status: int) -> None:
-        with self._counter_lock:
-            self.responses_by_status[status] = self.responses_by_status.get(status, 0) + 1
+        """An invocation was answered with ``status`` (on the event loop)."""
+        self.server_metrics.count(status)
 
     def metrics(self) -> dict[str, Any]:
-        with self._counter_lock:
-            statuses = {str(k): v for k, v in sorted(self.responses_by_status.items())}
+        """This worker's view as JSON (``GET /metrics`` with ``Accept: application/json``)."""
+        statuses = {str(k): v for k, v in sorted(self.server_metrics.statuses.items())}
         batching = {**self.batcher.metrics.snapshot(), **self.batcher.depth()} if self.batcher else {}
         return {
             "worker_pid": os.getpid(),
@@ -250,6 +253,8 @@ class ServerApp:
         self.options = service.options
         self._on_fatal = on_fatal
         self._executor = ThreadPoolExecutor(max_workers=self.options.threads, thread_name_prefix="predict")
+        self._meters = service.server_metrics
+        self._reporting: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -257,12 +262,16 @@ class ServerApp:
             path, method = scope["path"], scope["method"]
             if path == "/invocations":
                 if method == "POST":
-                    await self.invocations(scope, receive, send)
+                    started = self._meters.request_started()
+                    try:
+                        await self.invocations(scope, receive, send)
+                    finally:
+                        self._meters.request_finished(started)
                     return
                 allowed = "POST"
             elif path in {"/ping", "/metrics"}:
                 if method in ("GET", "HEAD"):
-                    await (self.ping(send) if path == "/ping" else self.metrics(send))
+                    await (self.ping(send) if path == "/ping" else self.metrics(scope, send))
                     return
                 allowed = "GET, HEAD"
             else:
@@ -289,9 +298,13 @@ class ServerApp:
             if message["type"] == "lifespan.startup":
                 if not self.service.ready.is_set():  # a supervised worker has loaded it already
                     threading.Thread(target=self._load_in_background, name="model-load", daemon=True).start()
+                self._reporting = asyncio.create_task(self._meters.report())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.service.draining = True
+                if self._reporting is not None:
+                    self._reporting.cancel()
+                self._meters.close()
                 self._executor.shutdown(wait=False, cancel_futures=True)
                 if self.service.batcher is not None:
                     self.service.batcher.close(timeout=5.0)
@@ -307,8 +320,19 @@ class ServerApp:
         else:
             await _send_json(send, 200, {"status": "healthy"})
 
-    async def metrics(self, send: Send) -> None:
-        await _send_json(send, 200, self.service.metrics())
+    async def metrics(self, scope: Scope, send: Send) -> None:
+        """Prometheus text summed over every worker; this worker's JSON on request."""
+        accept = next((value for name, value in scope["headers"] if name == b"accept"), b"")
+        if wants_json(accept.decode("latin-1")):
+            await _send_json(send, 200, self.service.metrics())
+            return
+        body = self._meters.exposition()
+        headers = [
+            (b"content-type", PROMETHEUS_CONTENT_TYPE.encode("latin-1")),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     async def invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
         content_type = accept = length = request_id = amzn_id = None

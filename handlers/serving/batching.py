@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from handlers.serving.metrics import ForwardPasses
+
 logger = logging.getLogger(__name__)
 
 FILL_SHARE = 0.75  # under load, wait (within max_batch_delay) for this share of the usual batch rows
@@ -69,18 +71,21 @@ def _resolve(items: list[_Item]) -> None:
 
 
 class BatchMetrics:
-    """Counters for ``GET /metrics`` (thread-safe; one set per worker process)."""
+    """Counters for ``GET /metrics`` (thread-safe; one set per worker process); ``passes`` holds
+    the per-pass histograms the Prometheus and CloudWatch figures come from."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.passes = ForwardPasses()
         self.forward_passes = 0
         self.batched_requests = 0
         self.rows = 0
         self.retried_alone = 0
         self.requests_per_batch: dict[int, int] = {}
 
-    def record(self, requests: int, rows: int) -> None:
+    def record(self, requests: int, rows: int, seconds: float) -> None:
         with self._lock:
+            self.passes.record(requests, rows, seconds)
             self.forward_passes += 1
             self.batched_requests += requests
             self.rows += rows
@@ -150,6 +155,10 @@ class Batcher:
                 "filling": int(self._filling),
                 "usual_batch_rows": round(self._usual_rows, 2),
             }
+
+    def queued(self) -> int:
+        """Requests queued for the model (no lock: for a metric sampled once a second)."""
+        return len(self._queue)
 
     def submit(
         self,
@@ -268,13 +277,14 @@ class Batcher:
 
     def _run_alone(self, item: _Item) -> None:
         rows = item.rows or leading_rows(item.data)
+        started = time.perf_counter()
         try:
             result = self._predict(item.data)
         except Exception as exc:
             item.finish(None, exc, BatchInfo(1, rows))
         else:
             item.finish(result, None, BatchInfo(1, rows))
-        self.metrics.record(1, rows)
+        self.metrics.record(1, rows, time.perf_counter() - started)
 
     def _run_batch(self, batch: list[_Item]) -> None:
         sizes = [item.rows or 0 for item in batch]
@@ -282,11 +292,12 @@ class Batcher:
         try:
             output = self._predict(_concatenate([item.data for item in batch]))
         except Exception:
-            self.metrics.record(len(batch), sum(sizes))
+            self.metrics.record(len(batch), sum(sizes), time.perf_counter() - started)
             logger.warning("a batch of %d requests failed; retrying each alone", len(batch), exc_info=True)
             self._retry_alone(batch)
             return
-        self.metrics.record(len(batch), sum(sizes))
+        seconds = time.perf_counter() - started
+        self.metrics.record(len(batch), sum(sizes), seconds)
         parts = split_rows(output, sizes)
         if parts is None:
             logger.warning(
@@ -303,7 +314,7 @@ class Batcher:
             "batch of %d requests, %d rows in %.2f ms",
             info.requests,
             info.rows,
-            (time.perf_counter() - started) * 1000,
+            seconds * 1000,
         )
 
     def _retry_alone(self, batch: list[_Item]) -> None:

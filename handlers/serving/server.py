@@ -51,11 +51,16 @@ MAX_PAYLOAD_IN_MB = "SAGEMAKER_MAX_PAYLOAD_IN_MB"
 DEFAULT_INVOCATIONS_ACCEPT = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 PROGRAM = "SAGEMAKER_PROGRAM"
 READ_TIMEOUT = "MODEL_SERVER_READ_TIMEOUT"  # ours: seconds a client has to send a whole request
+EMF_INTERVAL = "MLP_EMF_INTERVAL_S"  # ours: seconds between CloudWatch EMF lines on stdout; 0: none
+# prometheus_client's multiprocess folder, one per run (metrics.MULTIPROC_DIR_ENV; not imported from
+# there: that module loads prometheus_client, which must not load before this is set).
+METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_PAYLOAD_MB = float(MAX_PAYLOAD_MB)  # the one limit the built-in handler and the API share
+CONTAINER_EMF_INTERVAL_S = 60.0  # EMF lines in the container (started as `serve`); none otherwise
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -83,6 +88,7 @@ class ServerSettings:
     program: str = "inference.py"
     log_level: str = "info"
     access_log: bool = False
+    emf_interval_s: float = 0.0
 
     @property
     def max_body_bytes(self) -> int:
@@ -121,6 +127,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--graceful-timeout", type=float, help="seconds to finish requests on SIGTERM (30)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="(info)")
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument(
+        "--emf-interval",
+        type=float,
+        help=f"seconds between CloudWatch EMF metric lines on stdout, 0: none (${EMF_INTERVAL}; "
+        f"{CONTAINER_EMF_INTERVAL_S:g} when started as `serve`, as SageMaker starts the container, else 0)",
+    )
     return parser.parse_args(argv)
 
 
@@ -162,6 +174,12 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str] | None
         program=pick(None, PROGRAM, defaults.program, str),
         log_level=args.log_level or defaults.log_level,
         access_log=bool(args.access_log),
+        emf_interval_s=pick(
+            args.emf_interval,
+            EMF_INTERVAL,
+            CONTAINER_EMF_INTERVAL_S if args.command == "serve" else defaults.emf_interval_s,
+            float,
+        ),
     )
     for name, value, low in (
         ("port", settings.port, 0),
@@ -175,6 +193,10 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str] | None
         raise SettingsError("batch delay must be >= 0; timeout and payload limit must be > 0")
     if settings.read_timeout_s <= 0:
         raise SettingsError(f"read timeout must be > 0; got {settings.read_timeout_s:g}")
+    if not settings.emf_interval_s >= 0:  # also refuses nan
+        raise SettingsError(
+            f"EMF interval ({EMF_INTERVAL}, --emf-interval) must be >= 0; got {settings.emf_interval_s}"
+        )
     return settings
 
 
@@ -210,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"up to {settings.max_batch_size} rows" if settings.batching else "off",
         )
         limit_native_threads(settings.torch_threads)
+        prepare_metrics_dir(stack)
         if settings.workers == 1:
             return run_worker(settings, model_dir)
         return _supervise(settings, model_dir)
@@ -282,6 +305,25 @@ def limit_native_threads(threads: int) -> None:
         os.environ.setdefault(name, str(threads))
 
 
+def prepare_metrics_dir(stack: contextlib.ExitStack) -> Path:
+    """A private folder (0700, removed when ``stack`` closes) for the workers' prometheus_client
+    files, named in ``PROMETHEUS_MULTIPROC_DIR`` before any worker imports prometheus_client (it
+    reads the variable once, at import; spawned workers inherit it). A lone worker uses it too, so
+    ``/metrics`` reads the same way whatever the worker count. One inherited from the caller is
+    replaced: another run's files would be summed with ours."""
+    path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="model-server-metrics-")))
+    os.environ[METRICS_DIR] = str(path)
+    return path
+
+
+def _forget_worker(pid: int | None) -> None:
+    """Drop a dead worker's live gauges (in flight, queued, ready, workers); its counters stay."""
+    from prometheus_client import multiprocess  # noqa: PLC0415 - only once the folder is set
+
+    if pid is not None:
+        multiprocess.mark_process_dead(pid)
+
+
 def prepare_model_dir(path: Path, stack: contextlib.ExitStack) -> Path:
     """The folder to serve: ``path`` itself, or a ``.tar.gz`` extracted into a temporary folder
     (removed when ``stack`` closes)."""
@@ -347,6 +389,7 @@ def run_worker(
         torch_threads=settings.torch_threads,
         spare_threads=_cores(),
         in_flight=in_flight,
+        emf_interval_s=settings.emf_interval_s,
     )
     app = create_app(options, on_fatal=lambda: stopper[0].stop() if stopper else None)
     config = uvicorn.Config(
@@ -439,6 +482,7 @@ def _supervise(settings: ServerSettings, model_dir: Path) -> int:
                     stop.set()
                     break
                 logger.warning("worker %s exited with %s; starting another", process.pid, process.exitcode)
+                _forget_worker(process.pid)
                 workers[index] = start()
     finally:
         for process in workers:

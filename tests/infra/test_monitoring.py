@@ -130,3 +130,33 @@ def test_a_failed_training_run_notifies_the_alert_topic(stack_plan: Plan) -> Non
     }
     target = stack_plan.named("monitoring-pipeline-failed-target").inputs
     assert target["arn"] == stack_plan.outputs["alertTopicArn"]
+
+
+def test_the_model_server_widget_plots_what_the_servers_emf_lines_declare(prod_plan: Plan) -> None:
+    from handlers.serving.metrics import ServerMetrics  # noqa: PLC0415
+
+    # GIVEN the EMF line a model server of this endpoint prints after some traffic
+    env = {"ENDPOINT_NAME": prod_plan.outputs["endpointName"], "VARIANT_NAME": "primary"}
+    server = ServerMetrics(lambda: True, environ=env)
+    server.count(200)
+    server.request_finished(server.request_started())
+    server.passes.record(2, 3, 0.004)
+    line = server.emf_document()
+    (directive,) = line["_aws"]["CloudWatchMetrics"]
+    declared = {metric["Name"] for metric in directive["Metrics"]}
+    (dimensions,) = directive["Dimensions"]
+
+    # WHEN the dashboard's model server widget is read
+    (widget,) = [
+        w for w in dashboard(prod_plan)["widgets"] if w["properties"]["title"].startswith("Model server")
+    ]
+    rows = widget["properties"]["metrics"]
+
+    # THEN it plots the batch sizes and the latencies the line declares, under the line's own
+    # namespace and dimensions, for this endpoint and variant
+    assert {"MeanBatchRequests", "MeanBatchRows", "ServerLatencyP99"} <= {row[1] for row in rows}
+    for row in rows:
+        namespace, metric, *pairs, options = row
+        assert namespace == directive["Namespace"] and metric in declared
+        assert dict(zip(pairs[::2], pairs[1::2], strict=True)) == {name: line[name] for name in dimensions}
+        assert options["stat"] in {"Average", "Maximum"}

@@ -87,6 +87,9 @@ def test_the_model_serves_the_package_in_isolation(
         "SAGEMAKER_REGION": "us-east-1",
         "MODEL_SERVER_PRECISION": "float32",  # the stack's serving.precision
         "MODEL_VERSION": "1",  # the serving handler names the version in every answer
+        # the model server's CloudWatch metrics carry the endpoint and variant as dimensions
+        "ENDPOINT_NAME": ENDPOINT,
+        "VARIANT_NAME": "primary",
     }
     assert request["ExecutionRoleArn"] == ROLE
     assert request["EnableNetworkIsolation"] is True

@@ -148,7 +148,8 @@ class Server:
             return None
 
     def metrics(self) -> dict[str, Any]:
-        return self.request("GET", "/metrics").json()
+        """The answering worker's own view (JSON); without the header /metrics is Prometheus text."""
+        return self.request("GET", "/metrics", headers={"Accept": "application/json"}).json()
 
     def wait_until(self, condition: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + WAIT_S
