@@ -21,7 +21,9 @@ an asyncio keep-alive HTTP/1.1 client whose own ceiling (against a trivial endpo
 TorchServe and the toolkit live in their own virtual environment (``build/venv-torchserve``, from
 ``bench/requirements-torchserve.txt``), created on first use. Traffic goes to 127.0.0.1 only; every
 server started is stopped on the way out (errors and Ctrl-C included). ``--quick`` is a smoke run:
-short windows, concurrency 1 and 16, no TorchServe.
+short windows, concurrency 1 and 16, no TorchServe. ``--device``, ``--precision`` and
+``--workers-per-gpu`` go to our server as they are (docs/serving.md); the in-process limit stays on
+the CPU.
 """
 
 from __future__ import annotations
@@ -316,12 +318,35 @@ def check_answer(body: bytes) -> None:
         raise RuntimeError(f"unexpected answer shape: {body[:200]!r}")
 
 
+def gpu_count() -> int:
+    """The GPUs torch sees here (what the server's ``--device auto`` would use)."""
+    import torch  # noqa: PLC0415
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def our_worker_options(args: argparse.Namespace, gpus: int) -> tuple[list[str], int]:
+    """Our server's device, precision and worker options, and how many workers answer ``/metrics``.
+
+    ``--workers`` wins; on CUDA without it the server runs ``--workers-per-gpu`` (1) per GPU; on the
+    CPU it runs one worker per core of the budget.
+    """
+    options = ["--device", args.device, "--precision", args.precision]
+    if args.workers is not None:
+        return [*options, "--workers", str(args.workers)], args.workers
+    if args.device == "cpu" or gpus == 0:
+        return [*options, "--workers", str(CORES)], CORES
+    per_gpu = args.workers_per_gpu or 1
+    return [*options, "--workers-per-gpu", str(per_gpu)], gpus * per_gpu
+
+
 def server_specs(
     workdir: Path, model_dir: Path, ports: dict[str, int], args: argparse.Namespace
 ) -> dict[str, ServerSpec]:
     python = sys.executable
     ts_python = str(TS_VENV / "bin" / "python")
     logs = workdir / "logs"
+    worker_options, workers = our_worker_options(args, gpu_count())
     specs = {
         TRIVIAL: ServerSpec(
             TRIVIAL,
@@ -341,7 +366,7 @@ def server_specs(
                 str(ports[OURS]),
             ]
             + ["--log-level", "warning"]
-            + ["--workers", str(args.workers), "--max-batch-size", str(args.max_batch_size)]
+            + [*worker_options, "--max-batch-size", str(args.max_batch_size)]
             + [
                 "--max-batch-delay-ms",
                 str(args.max_batch_delay_ms),
@@ -350,13 +375,16 @@ def server_specs(
             ],
             "/invocations",
             {
-                "workers": args.workers,
+                "workers": workers,
                 "torch_threads": args.torch_threads,
                 "max_batch_size": args.max_batch_size,
                 "max_batch_delay_ms": args.max_batch_delay_ms,
+                "device": args.device,
+                "precision": args.precision,
+                "workers_per_gpu": args.workers_per_gpu,
             },
             metrics_path="/metrics",
-            workers=args.workers,
+            workers=workers,
         ),
     }
     for name, threads in ((FASTAPI, 1), (FASTAPI_2T, 2)):
@@ -777,7 +805,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-torchserve", action="store_true")
     parser.add_argument("--torch-threads", type=int, default=1, help="ours: torch threads per worker")
-    parser.add_argument("--workers", type=int, default=CORES, help="our server's worker processes")
+    parser.add_argument(
+        "--workers", type=int, help=f"our server's worker processes ({CORES} on the CPU, per GPU on CUDA)"
+    )
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="ours: where the model runs"
+    )
+    parser.add_argument(
+        "--precision", choices=["float32", "float16", "bfloat16"], default="float32", help="ours: autocast"
+    )
+    parser.add_argument(
+        "--workers-per-gpu", type=int, help="ours on CUDA: workers (model copies) per GPU (1)"
+    )
     parser.add_argument(
         "--limit-threads", type=int, default=CORES, help="torch threads of the in-process limit (all cores)"
     )

@@ -9,6 +9,11 @@ Three forms are taken, all ending as an archive in the SageMaker PyTorch layout:
 - a lone TorchScript file or ``torch.export`` program (``.pt``, ``.pth``, ``.pt2``): packed alone as
   ``model<suffix>``, which the platform's default handler loads.
 
+Given a sample request (the one ``register`` checks the model with), the archive carries it as
+``code/sample-request.json``, which the model server sends before it reports healthy (its warm-up):
+packed beside the other files, or, for a ``model.tar.gz`` without one, appended to a copy of it
+(every member as it was, then the request). One the model brings already is kept.
+
 The layout is checked from the member names before the model server loads anything: an archive
 with no weights, or with neither code nor a file the default handler loads, is refused in one line.
 """
@@ -22,6 +27,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from handlers.common.contracts import SAMPLE_REQUEST_FILE
 from mlctl.targets import CommandError
 
 CODE_DIR = "code"
@@ -48,23 +54,29 @@ class ModelArchive:
     members: tuple[str, ...]
 
 
-def build_archive(source: Path, work_dir: Path) -> ModelArchive:
+def build_archive(source: Path, work_dir: Path, sample_request: bytes | None = None) -> ModelArchive:
     """The ``model.tar.gz`` for ``source`` (an archive, a folder or a lone model file), its layout checked.
 
-    Parameters: ``source`` what the user named; ``work_dir`` where a packed archive is written.
-    Raises :class:`ArtifactError` when it is missing, of another kind, or in the wrong layout.
+    Parameters: ``source`` what the user named; ``work_dir`` where a packed archive is written;
+    ``sample_request`` a JSON request body to carry as ``code/sample-request.json`` (unless the
+    model brings one). Raises :class:`ArtifactError` when it is missing, of another kind, or in the
+    wrong layout.
     """
     if not source.exists():
         raise ArtifactError(f"{source} does not exist")
     if source.is_dir():
         files = _folder_files(source)
         check_layout([name for name, _ in files], str(source))
+        files += _sample_file([name for name, _ in files], sample_request, work_dir)
         path = pack(files, work_dir / ARCHIVE_NAME)
     elif source.name.endswith(ARCHIVE_SUFFIXES):
-        check_layout(_archive_members(source), str(source))
-        path = source
+        members = _archive_members(source)
+        check_layout(members, str(source))
+        extra = _sample_file(members, sample_request, work_dir)
+        path = append_members(source, extra, work_dir / ARCHIVE_NAME) if extra else source
     elif source.suffix in LONE_MODEL_SUFFIXES:
-        path = pack([(f"model{source.suffix}", source)], work_dir / ARCHIVE_NAME)
+        files = [(f"model{source.suffix}", source)]
+        path = pack(files + _sample_file([], sample_request, work_dir), work_dir / ARCHIVE_NAME)
     else:
         raise ArtifactError(
             f"{source} is neither a model.tar.gz, a model folder, nor a {'/'.join(LONE_MODEL_SUFFIXES)} file"
@@ -115,6 +127,36 @@ def pack(files: list[tuple[str, Path]], out: Path) -> Path:
             with path.open("rb") as content:
                 archive.addfile(info, content)
     return out
+
+
+def append_members(archive: Path, files: list[tuple[str, Path]], out: Path) -> Path:
+    """A copy of the gzip tar ``archive`` with ``files`` (archive name, file) added after its members
+    (each member's bytes and metadata as they were), the same bytes for the same input."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        tarfile.open(archive, "r:gz") as source,
+        out.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as copy,
+    ):
+        for member in source:
+            copy.addfile(member, source.extractfile(member) if member.isfile() else None)
+        for name, path in files:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = path.stat().st_size, 0o644
+            with path.open("rb") as content:
+                copy.addfile(info, content)
+    return out
+
+
+def _sample_file(members: list[str], sample_request: bytes | None, work_dir: Path) -> list[tuple[str, Path]]:
+    """The sample request to add, as (archive name, file): none without one or when the model has one."""
+    if sample_request is None or SAMPLE_REQUEST_FILE in members:
+        return []
+    path = work_dir / "sample-request.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(sample_request)
+    return [(SAMPLE_REQUEST_FILE, path)]
 
 
 def file_sha256(path: Path) -> str:

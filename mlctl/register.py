@@ -122,7 +122,7 @@ def _register(args: argparse.Namespace) -> int:
         target = resolve_target(args)
         with tempfile.TemporaryDirectory(prefix="mlctl-register-") as work:
             source = _local_source(target, args.source, Path(work))
-            archive = build_archive(source, Path(work) / "packed")
+            archive = build_archive(source, Path(work) / "packed", sample_request=request)
             answer = check_model(archive.path, request)
             _say(f"checked: {archive.path.name} loaded and answered {request.decode()[:80]} with {answer}")
             version = _upload_and_register(target, archive, submission, args)

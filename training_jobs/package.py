@@ -1,6 +1,7 @@
 """Package a trained model as ``model.tar.gz`` for the SageMaker PyTorch inference container (weights,
-config, ``code/inference.py`` and a copy of ``models/``), byte-for-byte reproducible, and upload it
-under an immutable, versioned key. The layout: docs/artifacts.md.
+config, ``code/inference.py``, a copy of ``models/`` and the sample request the model server warms up
+with), byte-for-byte reproducible, and upload it under an immutable, versioned key. The layout:
+docs/artifacts.md.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from botocore.exceptions import ClientError
 from models import CONFIG_FILE, WEIGHTS_FILE, persistence
 
 from .baselines import BASELINE_FILE
+from .sample_request import SAMPLE_REQUEST_FILE, sample_request
 from .serving_code import serving_code_entries
 from .train import HISTORY_FILE, METADATA_FILE
 
@@ -47,8 +49,9 @@ def archive_entries(model_dir: Path) -> dict[str, bytes]:
     if missing:
         raise FileNotFoundError(f"{model_dir} lacks {missing}")
     entries = {name: (model_dir / name).read_bytes() for name in MODEL_FILES if (model_dir / name).is_file()}
-    # Always the current serving code, whether or not training already wrote a copy into the folder.
-    return {**entries, **serving_code_entries()}
+    # Always the current serving code, whether or not training already wrote a copy into the folder;
+    # the sample request (the model server's warm-up) comes from the model's own config.
+    return {**entries, **serving_code_entries(), SAMPLE_REQUEST_FILE: sample_request(model_dir)}
 
 
 def build_model_archive(model_dir: Path, output_path: Path) -> Path:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import models
 
+from .sample_request import write_sample_request
+
 SERVING_CODE_DIR = "code"
 REQUIREMENTS = "# torch is provided by the SageMaker PyTorch inference container\nnumpy\n"
 
@@ -28,11 +30,13 @@ def serving_code_entries() -> dict[str, bytes]:
 
 
 def write_serving_code(model_dir: Path) -> None:
-    """Write ``code/`` into ``model_dir`` (the training container's SM_MODEL_DIR)."""
+    """Write ``code/`` into ``model_dir`` (the training container's SM_MODEL_DIR), with the sample
+    request of the model saved there (``training_jobs/sample_request.py``)."""
     for name, content in serving_code_entries().items():
         target = model_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
+    write_sample_request(model_dir)
 
 
 def _handler_source() -> Path:

@@ -30,6 +30,10 @@ MAX_JSON_DEPTH = 64
 INPUT_SCHEMA_FILE = "input-schema.json"
 BASELINE_FILE = "baseline.json"
 SERVING_FILES = (INPUT_SCHEMA_FILE, BASELINE_FILE)
+# One JSON request body the model answers, inside its model.tar.gz (relative to the archive's root):
+# the model server's warm-up passes send it before /ping turns healthy. The built-in packager and
+# `mlctl models register` write it; the training container names it itself (a test keeps them equal).
+SAMPLE_REQUEST_FILE = "code/sample-request.json"
 # The "format" of baseline.json (training_jobs/baselines.py writes it; the training container
 # ships without this package, so a test keeps the two equal).
 BASELINE_FORMAT = "ml-platform/baseline/v1"

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from handlers.common.contracts import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from handlers.common.contracts import MAX_BODY_BYTES, MAX_JSON_DEPTH, SAMPLE_REQUEST_FILE
 from handlers.common.json_limits import json_depth_exceeds
 from handlers.serving.artifact import (
     JSON,
@@ -45,10 +45,13 @@ from handlers.serving.artifact import (
     accepted_media_types,
     load_inference_functions,
     media_type_of,
+    model_device,
 )
-from handlers.serving.batching import Batcher, BatchInfo, leading_rows
+from handlers.serving.batching import Batcher, BatchInfo, BatchMetrics, leading_rows
 from handlers.serving.metrics import PROMETHEUS_CONTENT_TYPE, ServerMetrics, wants_json
+from handlers.serving.precision import FLOAT32, with_precision
 from handlers.serving.threads import ForwardThreads
+from handlers.serving.warmup import WarmUp, read_sample_request, warm_up
 
 logger = logging.getLogger("handlers.serving.server")
 
@@ -94,6 +97,8 @@ class AppOptions:
     spare_threads: int = 0  # for a lone one-row pass while no other worker runs one
     in_flight: Any = None  # requests in flight on all workers (multiprocessing.Value); None: alone
     emf_interval_s: float = 0.0  # seconds between CloudWatch EMF lines on stdout; 0: none
+    precision: str = FLOAT32  # autocast predict_fn to float16 / bfloat16 (handlers/serving/precision.py)
+    warmup: bool = True  # run the artifact's sample request before ready (handlers/serving/warmup.py)
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,8 @@ class ModelService:
         )
 
     def load(self) -> None:
-        """Import the artifact's code and run ``model_fn`` (on a background thread)."""
+        """Import the artifact's code, run ``model_fn``, then the warm-up passes; ``ready`` is set
+        only after them (on a background thread, or before a supervised worker listens)."""
         started = time.perf_counter()
         functions = load_inference_functions(self.options.model_dir, self.options.program)
         logger.info(
@@ -134,27 +140,62 @@ class ModelService:
             ", ".join(functions.user_functions) or "none",
         )
         model = functions.model_fn(str(self.options.model_dir))
+        if self.options.precision != FLOAT32:
+            device_type = model_device().type
+            functions = with_precision(functions, self.options.precision, device_type)
+            logger.info("predict_fn runs under %s autocast on %s", self.options.precision, device_type)
         batching = self.options.batching and functions.transform_fn is None
         if self.options.batching and not batching:
             logger.info("transform_fn serves each request whole: batching is off")
 
         threads = self.threads
+        predict_fn = functions.predict_fn
 
         def predict(data: Any) -> Any:
             threads.before_forward(leading_rows(data))
-            return functions.predict_fn(data, model)
+            return predict_fn(data, model)
 
-        self.functions, self.model = functions, model
-        self.batcher = batcher = Batcher(
+        # Off during the warm-up: its full batch must not move the batcher's running mean of rows.
+        batcher = Batcher(
             predict,
-            enabled=batching,
+            enabled=False,
             max_batch_size=self.options.max_batch_size,
             max_batch_delay_s=self.options.max_batch_delay_ms / 1000,
         )
+        try:
+            self._warm_up(
+                WarmUp(
+                    functions,
+                    model,
+                    batcher,
+                    max_batch_size=self.options.max_batch_size,
+                    batching=batching,
+                    accept=self.options.default_accept,
+                    timeout_s=self.options.request_timeout_s,
+                )
+            )
+        except BaseException:
+            batcher.close(timeout=5.0)
+            raise
+        batcher.enabled = batching
+        batcher.metrics = BatchMetrics()  # the warm-up passes are not requests
+        self.functions, self.model, self.batcher = functions, model, batcher
         self.load_seconds = time.perf_counter() - started
         self.server_metrics.model_loaded(self.load_seconds, batcher.metrics.passes, batcher.queued)
         self.ready.set()
         logger.info("model ready in %.2f s (batching %s)", self.load_seconds, "on" if batching else "off")
+
+    def _warm_up(self, plan: WarmUp) -> None:
+        if not self.options.warmup:
+            logger.info("warm-up off (MODEL_SERVER_WARMUP=0): the first requests pay for it")
+            return
+        body = read_sample_request(self.options.model_dir)
+        if body is None:
+            logger.info("no warm-up: the artifact carries no sample request (%s)", SAMPLE_REQUEST_FILE)
+            return
+        started = time.perf_counter()
+        passes = warm_up(plan, body)
+        logger.info("warm-up: %d passes in %.2f s", passes, time.perf_counter() - started)
 
     async def predict(
         self, body: bytes, content_type: str | None, accept: str, executor: ThreadPoolExecutor

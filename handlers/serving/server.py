@@ -27,7 +27,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,23 @@ from typing import Any
 import uvicorn
 
 from handlers.common.contracts import MAX_PAYLOAD_MB
+from handlers.serving.device import (
+    AUTO,
+    DEVICE_VARIABLE,
+    DEVICES,
+    VISIBLE_DEVICES,
+    WORKERS_PER_GPU_VARIABLE,
+    DeviceError,
+    count_gpus,
+    plan_placement,
+)
+from handlers.serving.precision import (
+    FLOAT32,
+    PRECISION_VARIABLE,
+    PRECISIONS,
+    PrecisionError,
+    check_precision,
+)
 from handlers.serving.protocol import DEFAULT_READ_TIMEOUT_S, ReadTimeoutProtocol
 from handlers.serving.requirements import RequirementsError, install_requirements, requirements_file
 
@@ -55,6 +72,8 @@ EMF_INTERVAL = "MLP_EMF_INTERVAL_S"  # ours: seconds between CloudWatch EMF line
 # prometheus_client's multiprocess folder, one per run (metrics.MULTIPROC_DIR_ENV; not imported from
 # there: that module loads prometheus_client, which must not load before this is set).
 METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# The platform's own (handlers/serving/device.py and precision.py name theirs).
+WARMUP_VARIABLE = "MODEL_SERVER_WARMUP"  # 0: no warm-up passes before /ping turns healthy
 
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_PORT = 8080
@@ -89,6 +108,12 @@ class ServerSettings:
     log_level: str = "info"
     access_log: bool = False
     emf_interval_s: float = 0.0
+    device: str = "cpu"  # resolved: cpu or cuda (handlers/serving/device.py)
+    workers_per_gpu: int = 1
+    # Each worker's CUDA_VISIBLE_DEVICES, set before it loads torch (None: inherited as it is).
+    visible_devices: tuple[str | None, ...] = ()
+    precision: str = FLOAT32
+    warmup: bool = True
 
     @property
     def max_body_bytes(self) -> int:
@@ -114,7 +139,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-dir", help=f"folder or model.tar.gz (${SM_MODEL_DIR}, {DEFAULT_MODEL_DIR})")
     parser.add_argument("--host", help="listen address (127.0.0.1; the container passes 0.0.0.0)")
     parser.add_argument("--port", type=int, help=f"listen port (${BIND_TO_PORT}, {DEFAULT_PORT})")
-    parser.add_argument("--workers", type=int, help=f"worker processes (${MODEL_SERVER_WORKERS}, 1)")
+    parser.add_argument(
+        "--workers", type=int, help=f"worker processes (${MODEL_SERVER_WORKERS}; 1, on CUDA GPUs x per GPU)"
+    )
     parser.add_argument("--max-batch-size", type=int, help="rows per forward pass (32)")
     parser.add_argument("--max-batch-delay-ms", type=float, help="longest wait to fill a batch (5)")
     parser.add_argument("--no-batching", action="store_true", help="one request per forward pass")
@@ -133,13 +160,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"seconds between CloudWatch EMF metric lines on stdout, 0: none (${EMF_INTERVAL}; "
         f"{CONTAINER_EMF_INTERVAL_S:g} when started as `serve`, as SageMaker starts the container, else 0)",
     )
+    parser.add_argument("--device", choices=DEVICES, help=f"where the model runs (${DEVICE_VARIABLE}, auto)")
+    parser.add_argument(
+        "--workers-per-gpu", type=int, help=f"workers (model copies) per GPU (${WORKERS_PER_GPU_VARIABLE}, 1)"
+    )
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, help=f"autocast predict_fn (${PRECISION_VARIABLE}, float32)"
+    )
+    parser.add_argument(
+        "--no-warmup", action="store_true", help=f"skip the warm-up passes (${WARMUP_VARIABLE}=0)"
+    )
     return parser.parse_args(argv)
 
 
-def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ServerSettings:
+def resolve_settings(
+    args: argparse.Namespace,
+    environ: Mapping[str, str] | None = None,
+    gpu_count: Callable[[], int] | None = None,
+) -> ServerSettings:
     """Arguments beat the SageMaker environment, which beats the defaults.
 
-    Parameters: ``args`` from ``parse_args``; ``environ`` defaults to ``os.environ``.
+    Parameters: ``args`` from ``parse_args``; ``environ`` defaults to ``os.environ``; ``gpu_count``
+    counts the GPUs torch sees (``device.count_gpus``; never called for a cpu device).
     Returns: the settings. Raises ``SettingsError`` naming a bad value.
     """
     env = os.environ if environ is None else environ
@@ -156,7 +198,21 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str] | None
         except ValueError:
             raise SettingsError(f"{variable}={raw!r} is not a valid {kind.__name__}") from None
 
-    workers = pick(args.workers, MODEL_SERVER_WORKERS, defaults.workers, int)
+    requested = pick(args.device, DEVICE_VARIABLE, AUTO, str).lower()
+    workers_per_gpu = pick(args.workers_per_gpu, WORKERS_PER_GPU_VARIABLE, defaults.workers_per_gpu, int)
+    gpus = 0 if requested == "cpu" else (gpu_count or (lambda: count_gpus(env)))()
+    try:
+        placement = plan_placement(
+            requested,
+            gpus,
+            workers=pick(args.workers, MODEL_SERVER_WORKERS, None, int),
+            workers_per_gpu=workers_per_gpu,
+            visible=env.get(VISIBLE_DEVICES),
+        )
+        precision = check_precision(pick(args.precision, PRECISION_VARIABLE, FLOAT32, str).lower())
+    except (DeviceError, PrecisionError) as exc:
+        raise SettingsError(str(exc)) from None
+    workers = placement.workers
     settings = ServerSettings(
         model_dir=pick(args.model_dir, SM_MODEL_DIR, defaults.model_dir, str),
         host=args.host or defaults.host,
@@ -180,6 +236,11 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str] | None
             CONTAINER_EMF_INTERVAL_S if args.command == "serve" else defaults.emf_interval_s,
             float,
         ),
+        device=placement.device,
+        workers_per_gpu=workers_per_gpu,
+        visible_devices=placement.visible_devices,
+        precision=precision,
+        warmup=False if args.no_warmup else _switch(env, WARMUP_VARIABLE, default=True),
     )
     for name, value, low in (
         ("port", settings.port, 0),
@@ -198,6 +259,18 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str] | None
             f"EMF interval ({EMF_INTERVAL}, --emf-interval) must be >= 0; got {settings.emf_interval_s}"
         )
     return settings
+
+
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _switch(env: Mapping[str, str], variable: str, *, default: bool) -> bool:
+    raw = env.get(variable, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _ON + _OFF:
+        raise SettingsError(f"{variable}={raw!r} is not one of {', '.join(_ON + _OFF)}")
+    return raw in _ON
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -221,21 +294,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.error("cannot serve %s: %s", settings.model_dir, exc)
             return EXIT_LOAD_FAILED if isinstance(exc, RequirementsError) else EXIT_USAGE
         if checking:
+            pin_worker(settings, 0)
             return check_model(settings, model_dir, args.request)
         logger.info(
-            "serving %s on %s:%d (%d worker(s) x %d torch thread(s), batching %s)",
+            "serving %s on %s:%d (%d worker(s) x %d torch thread(s), batching %s) on %s",
             settings.model_dir,
             settings.host,
             settings.port,
             settings.workers,
             settings.torch_threads,
             f"up to {settings.max_batch_size} rows" if settings.batching else "off",
+            _placement_text(settings),
         )
         limit_native_threads(settings.torch_threads)
         prepare_metrics_dir(stack)
         if settings.workers == 1:
+            pin_worker(settings, 0)
             return run_worker(settings, model_dir)
         return _supervise(settings, model_dir)
+
+
+def pin_worker(settings: ServerSettings, index: int) -> None:
+    """Give this process worker ``index``'s ``CUDA_VISIBLE_DEVICES`` (before it imports torch), so
+    ``cuda`` in it means its GPU; a worker forced onto the CPU sees none."""
+    if index < len(settings.visible_devices):
+        visible = settings.visible_devices[index]
+        if visible is not None:
+            os.environ[VISIBLE_DEVICES] = visible
+
+
+def _placement_text(settings: ServerSettings) -> str:
+    text = f"{settings.device}, {settings.precision}"
+    gpus = {gpu for gpu in settings.visible_devices if gpu}
+    if gpus:
+        text += f", {len(gpus)} GPU(s): CUDA_VISIBLE_DEVICES of each worker {list(settings.visible_devices)}"
+    return text
 
 
 def install_model_requirements(model_dir: Path, stack: contextlib.ExitStack) -> None:
@@ -259,7 +352,14 @@ def check_model(settings: ServerSettings, model_dir: Path, request: str) -> int:
     except OSError as exc:
         return _check_failed(f"cannot read the request: {exc}", EXIT_USAGE)
     service = ModelService(
-        AppOptions(model_dir=model_dir, program=settings.program, batching=False, threads=2)
+        AppOptions(
+            model_dir=model_dir,
+            program=settings.program,
+            batching=False,
+            threads=2,
+            precision=settings.precision,
+            warmup=settings.warmup,
+        )
     )
     try:
         service.load()
@@ -372,6 +472,13 @@ def run_worker(
 
     from handlers.serving.app import AppOptions, create_app  # noqa: PLC0415
 
+    if settings.device == "cuda" and not torch.cuda.is_available():
+        logger.critical(
+            "the device is cuda, but torch sees no GPU in this worker (%s=%r)",
+            VISIBLE_DEVICES,
+            os.environ.get(VISIBLE_DEVICES),
+        )
+        return EXIT_LOAD_FAILED
     torch.set_num_threads(settings.torch_threads)
     with contextlib.suppress(RuntimeError):  # only settable before the first parallel op
         torch.set_num_interop_threads(1)
@@ -390,6 +497,8 @@ def run_worker(
         spare_threads=_cores(),
         in_flight=in_flight,
         emf_interval_s=settings.emf_interval_s,
+        precision=settings.precision,
+        warmup=settings.warmup,
     )
     app = create_app(options, on_fatal=lambda: stopper[0].stop() if stopper else None)
     config = uvicorn.Config(
@@ -425,7 +534,8 @@ def run_worker(
     return EXIT_OK if server.started else EXIT_FAILED
 
 
-def _worker_process(settings: ServerSettings, model_dir: str, in_flight: Any) -> None:
+def _worker_process(settings: ServerSettings, model_dir: str, in_flight: Any, index: int) -> None:
+    pin_worker(settings, index)  # first: nothing has loaded torch in this fresh (spawned) process yet
     _configure_logging(settings.log_level)
     for sig in (signal.SIGTERM, signal.SIGINT):  # stopped while loading: nothing in flight yet
         signal.signal(sig, _exit_cleanly)
@@ -458,8 +568,9 @@ def _supervise(settings: ServerSettings, model_dir: Path) -> int:
     stop = threading.Event()
     in_flight = context.Value("i", 0)  # requests in flight on all workers (handlers/serving/threads.py)
 
-    def start() -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_worker_process, args=(settings, str(model_dir), in_flight))
+    def start(index: int) -> multiprocessing.process.BaseProcess:
+        # A replacement keeps the index, so the GPU, of the worker it replaces.
+        process = context.Process(target=_worker_process, args=(settings, str(model_dir), in_flight, index))
         process.start()
         return process
 
@@ -469,7 +580,7 @@ def _supervise(settings: ServerSettings, model_dir: Path) -> int:
 
     workers: list[multiprocessing.process.BaseProcess] = []
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    workers.extend(start() for _ in range(settings.workers))
+    workers.extend(start(index) for index in range(settings.workers))
     failed = False
     try:
         while not stop.wait(0.5):
@@ -483,7 +594,7 @@ def _supervise(settings: ServerSettings, model_dir: Path) -> int:
                     break
                 logger.warning("worker %s exited with %s; starting another", process.pid, process.exitcode)
                 _forget_worker(process.pid)
-                workers[index] = start()
+                workers[index] = start(index)
     finally:
         for process in workers:
             if process.is_alive() and process.pid is not None:

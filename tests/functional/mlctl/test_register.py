@@ -19,6 +19,7 @@ import boto3
 import pytest
 import torch
 
+from handlers.common.contracts import SAMPLE_REQUEST_FILE
 from handlers.deployer.serving_files import serving_file_sources
 from handlers.registry.client import PENDING
 from infra.images import image_tag, repository_name
@@ -136,9 +137,8 @@ def test_a_torchscript_archive_is_checked_uploaded_by_content_and_registered_for
     stack: Platform, register: Callable[..., Result], files: dict[str, Path], tmp_path: Path
 ) -> None:
     # GIVEN a model.tar.gz holding a lone TorchScript model, its report, schema and baseline
-    archive = tarball(
-        tmp_path / "model.tar.gz", {"model.pt": save_torchscript(tmp_path / "m.pt").read_bytes()}
-    )
+    model_bytes = save_torchscript(tmp_path / "m.pt").read_bytes()
+    archive = tarball(tmp_path / "model.tar.gz", {"model.pt": model_bytes})
     # WHEN it is registered
     result = register(
         str(archive),
@@ -153,10 +153,15 @@ def test_a_torchscript_archive_is_checked_uploaded_by_content_and_registered_for
     version = stack.registry.describe(GROUP, 1)
     assert version.status == PENDING
     assert version.description == "sensor faults, trained on the lab cluster"
-    # AND the archive went, byte for byte, to a key named by its sha256
-    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    # AND the archive went to a key named by its sha256: its model, plus the request it was checked
+    # with as the model server's warm-up request
+    uploaded = read_object(version.artifact_uri)
+    sha = hashlib.sha256(uploaded).hexdigest()
     assert version.artifact_uri == f"s3://{BUCKET}/registered-models/{sha}/model.tar.gz"
-    assert read_object(version.artifact_uri) == archive.read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(uploaded), mode="r:gz") as packed:
+        assert packed.getnames() == ["model.pt", SAMPLE_REQUEST_FILE]
+        assert packed.extractfile("model.pt").read() == model_bytes  # type: ignore[union-attr]
+        assert json.loads(packed.extractfile(SAMPLE_REQUEST_FILE).read()) == EXAMPLE  # type: ignore[union-attr]
     # AND the report is the version's model quality statistics, each metric and direction recorded
     assert version.evaluation_report_uri is not None
     assert version.evaluation_report_uri.startswith(f"s3://{BUCKET}/registered-models/{sha}/evaluation/")
@@ -259,12 +264,14 @@ def test_a_folder_in_the_sagemaker_layout_is_packed_and_registered(
     (folder / "code" / "inference.py").write_text(CUSTOM_INFERENCE)
     # WHEN the folder is registered with a schema (and no example: the request is generated from it)
     result = register(str(folder), "--metrics", str(files["metrics"]), "--input-schema", str(files["schema"]))
-    # THEN its own output_fn answered, and the archive holds exactly the folder's files
+    # THEN its own output_fn answered, and the archive holds the folder's files and the checked request
     assert result.code == 0, result.err
     assert '"predictions": [{"label"' in result.err
     version = stack.registry.describe(GROUP, int(result.out))
     with tarfile.open(fileobj=io.BytesIO(read_object(str(version.artifact_uri))), mode="r:gz") as archive:
-        assert sorted(archive.getnames()) == ["code/inference.py", "weights.pth"]
+        assert sorted(archive.getnames()) == ["code/inference.py", SAMPLE_REQUEST_FILE, "weights.pth"]
+        sample = json.loads(archive.extractfile(SAMPLE_REQUEST_FILE).read())  # type: ignore[union-attr]
+    assert sample == {"instances": [[0.0] * len(FEATURES)]}  # generated from the schema
 
 
 def test_a_torch_export_program_is_served_by_the_default_handler(
@@ -285,7 +292,7 @@ def test_a_torch_export_program_is_served_by_the_default_handler(
     assert answer[0] == pytest.approx(expected[0], abs=1e-5)
     version = stack.registry.describe(GROUP, int(result.out))
     with tarfile.open(fileobj=io.BytesIO(read_object(str(version.artifact_uri))), mode="r:gz") as archive:
-        assert archive.getnames() == ["model.pt2"]
+        assert archive.getnames() == [SAMPLE_REQUEST_FILE, "model.pt2"]
     assert "no --metrics" in result.err  # the champion gate's consequence is said
 
 
@@ -301,7 +308,8 @@ def test_a_model_in_s3_is_fetched_checked_and_registered(
     result = register("s3://team-models/sensors/v3/model.tar.gz", "--example", str(files["example"]))
     assert result.code == 0, result.err
     version = stack.registry.describe(GROUP, int(result.out))
-    assert read_object(str(version.artifact_uri)) == archive.read_bytes()
+    with tarfile.open(fileobj=io.BytesIO(read_object(str(version.artifact_uri))), mode="r:gz") as packed:
+        assert packed.getnames() == ["model.pt", SAMPLE_REQUEST_FILE]
 
 
 # --- refusals: one line, nothing uploaded, nothing registered ----------------------------------------

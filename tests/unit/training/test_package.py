@@ -15,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from handlers.serving import inference
-from training_jobs import package, serving_code
+from training_jobs import package, sample_request, serving_code
 
 EXPECTED_MEMBERS = [
     "baseline.json",
@@ -28,6 +28,7 @@ EXPECTED_MEMBERS = [
     "code/models/text.py",
     "code/models/vision.py",
     "code/requirements.txt",
+    "code/sample-request.json",
     "model.pt",
     "model_config.json",
     "training_history.json",
@@ -206,7 +207,8 @@ def test_the_training_jobs_model_folder_serves_as_is(trained, tmp_path):
             for p in Path(model_dir).rglob("code/**/*")
             if p.is_file()
         }
-        assert written == serving_code.serving_code_entries()
+        sample = {sample_request.SAMPLE_REQUEST_FILE: sample_request.sample_request(Path(model_dir))}
+        assert written == {**serving_code.serving_code_entries(), **sample}
     # WHEN a fresh interpreter without the repository serves straight from it
     results = serve_without_the_repository(jobs, tmp_path)
     # THEN every task answers: no repack step between training and serving
