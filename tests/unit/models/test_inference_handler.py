@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import models
+from handlers.common.contracts import MAX_BODY_BYTES
 from handlers.serving import inference
 from models import save_model
 from models.tabular import TabularRegressorConfig
@@ -81,7 +82,7 @@ def test_image_accepts_nested_8x8_lists(served):
         ("digits-cnn", b"[[1, 2, 3]]", "application/json", 422),
         ("text-bow", b"[[1, 2]]", "application/json", 422),
         ("text-bow", b"[" + b'"a",' * 1000 + b'"a"]', "application/json", 413),
-        ("text-bow", b'["' + b"a" * (inference.MAX_BODY_BYTES + 1) + b'"]', "application/json", 413),
+        ("text-bow", b'["' + b"a" * (MAX_BODY_BYTES + 1) + b'"]', "application/json", 413),
     ],
 )
 def test_bad_requests_get_their_http_status(served, model, body, content_type, status):
